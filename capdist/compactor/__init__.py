@@ -1,0 +1,24 @@
+"""Compactors, gradient resetting, mask schedules and surgery (ResRep, ICCV 2021; CDD, CVPR 2023).
+
+Plug into any torchvision backbone from your own training loop::
+
+    cm = attach(model, example_inputs, CompactorConfig(scope="internal"))
+    schedule = NormSchedule(cm, target=0.35)
+    ...  loss = task_loss + cm.penalty(); loss.backward()
+    cm.reset_gradients(); optimizer.step(); schedule.step()
+    res = surgery(cm, example_inputs)   # res.model, res.max_abs_diff, res.plan
+"""
+
+from .config import CompactorConfig, Scope
+from .graph import GroupSpec, analyse
+from .layers import Compactor, DiagonalCompactor, LinearCompactor
+from .model import ChannelGroup, CompactorModel
+from .placement import attach, detach, plan_groups
+from .schedule import NormSchedule
+from .surgery import SurgeryResult, replay, surgery
+
+__all__ = [
+    "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel", "DiagonalCompactor",
+    "GroupSpec", "LinearCompactor", "NormSchedule", "Scope", "SurgeryResult", "analyse",
+    "attach", "detach", "plan_groups", "replay", "surgery",
+]

@@ -1,0 +1,64 @@
+"""Configuration of compactor placement (ResRep, ICCV 2021; CDD, CVPR 2023).
+
+Example:
+    >>> from capdist.compactor import CompactorConfig, Scope
+    >>> cfg = CompactorConfig(scope=Scope.ALL, round_to=8)
+    >>> cfg.scope.value
+    'all'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from torch import nn
+
+
+class Scope(str, Enum):
+    """Which channel groups receive compactors.
+
+    ``INTERNAL`` keeps ResRep/CDD's choice: only channels not tied by a residual
+    add. ``ALL`` adds residual-coupled groups, with one shared mask per group.
+    """
+
+    INTERNAL = "internal"
+    ALL = "all"
+
+
+FilterFn = Callable[[nn.Module, str], bool]
+
+
+@dataclass
+class CompactorConfig:
+    """How :func:`capdist.compactor.attach` places compactors.
+
+    Args:
+        scope: ``"internal"`` (ResRep/CDD) or ``"all"`` (residual groups too).
+        penalty: group-lasso strength lambda (ResRep 1e-4, CDD 4e-3).
+        round_to: kept widths are multiples of this (the full width is always allowed).
+        min_channels: fewest channels any group keeps (rounded up to ``round_to``).
+        filter_fn: ``filter_fn(module, name) -> bool``; a group is compacted only if it
+            returns True for every producer layer of the group.
+        pinned: module names whose output width must not change (a group that
+            contains one of them is left alone). Groups whose channels reach the
+            model's output (an embedding, the logits) are always pinned.
+        threshold: compactor rows with a norm below this are removed by surgery.
+    """
+
+    scope: Scope | str = Scope.INTERNAL
+    penalty: float = 1e-4
+    round_to: int = 1
+    min_channels: int = 1
+    filter_fn: FilterFn | None = None
+    pinned: tuple[str, ...] = field(default_factory=tuple)
+    threshold: float = 1e-5
+
+    def __post_init__(self) -> None:
+        self.scope = Scope(self.scope)
+        if self.penalty < 0:
+            raise ValueError(f"penalty must be >= 0, got {self.penalty}")
+        if self.round_to < 1 or self.min_channels < 1:
+            raise ValueError("round_to and min_channels must be >= 1")
+        self.pinned = tuple(self.pinned)

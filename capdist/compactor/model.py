@@ -1,0 +1,237 @@
+"""A network with compactors attached: masks, penalty, gradient resetting, cost (ResRep, ICCV 2021).
+
+:class:`CompactorModel` is what :func:`capdist.compactor.attach` returns. It does
+not wrap the network: ``cm.model`` is the user's own module, with compactors
+registered as children of the layers they follow, so any training loop, DDP
+wrapper or checkpoint code keeps working.
+
+Example:
+    >>> import torch, torchvision
+    >>> from capdist.compactor import CompactorConfig, attach
+    >>> net = torchvision.models.resnet18(num_classes=10)
+    >>> cm = attach(net, torch.randn(1, 3, 32, 32), CompactorConfig())
+    >>> loss = net(torch.randn(2, 3, 32, 32)).sum() + cm.penalty()
+    >>> loss.backward(); cm.reset_gradients()
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import CompactorConfig
+from .cost import CostModel
+from .graph import GroupSpec
+
+
+@dataclass
+class ChannelGroup:
+    """Channels pruned together, with one compactor per producer and one shared mask.
+
+    Attributes:
+        spec: what tracing found (producers, anchors, period).
+        compactors: the compactor modules, one per producer.
+        index: position in ``CompactorModel.groups``.
+    """
+
+    spec: GroupSpec
+    compactors: list[nn.Module] = field(default_factory=list)
+    index: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def channels(self) -> int:
+        return self.spec.channels
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """BoolTensor of length C, True = kept (shared by every compactor of the group)."""
+        return self.compactors[0].mask
+
+    def set_mask(self, kept: torch.Tensor) -> None:
+        """Write ``kept`` (bool, length C) into every compactor's mask buffer."""
+        kept = torch.as_tensor(kept, dtype=torch.bool)
+        if kept.numel() != self.channels:
+            raise ValueError(f"mask for group {self.name} needs {self.channels} entries")
+        for c in self.compactors:
+            c.mask.copy_(kept.to(c.mask.device))
+
+    def row_norms(self) -> torch.Tensor:
+        """Joint L2 norm of every row across the group's compactors."""
+        with torch.no_grad():
+            sq = sum(c.row_sq_norms().float().cpu() for c in self.compactors)
+        return sq.sqrt()
+
+    def unit_norms(self) -> torch.Tensor:
+        """Joint norm of every pruning unit (a channel, or one channel per tile)."""
+        sq = self.row_norms().pow(2).view(self.spec.unit_size, self.spec.period).sum(0)
+        return sq.sqrt()
+
+    def units_to_mask(self, kept_units: torch.Tensor) -> torch.Tensor:
+        """Expand a per-unit keep vector to a per-channel one."""
+        return kept_units.repeat(self.spec.unit_size)
+
+
+class CompactorModel:
+    """The user's network with compactors, plus everything needed to train and cut them.
+
+    Args:
+        model: the network; compactors are already installed on it.
+        config: the configuration used to attach.
+        groups: the compacted channel groups.
+        skipped: groups left alone, each with the reason.
+        cost: analytic FLOPs/params of the model after surgery.
+        example_inputs: inputs used to trace (kept for surgery and reports).
+    """
+
+    def __init__(self, model: nn.Module, config: CompactorConfig, groups: list[ChannelGroup],
+                 skipped: list[tuple[GroupSpec, str]], cost: CostModel, example_inputs) -> None:
+        self.model = model
+        self.config = config
+        self.groups = groups
+        self.skipped = skipped
+        self.cost = cost
+        self.example_inputs = example_inputs
+        self._penalty_in_graph = False
+
+    # ----------------------------------------------------------------- parameters
+    def compactors(self) -> list[nn.Module]:
+        """Every compactor module, group by group."""
+        return [c for g in self.groups for c in g.compactors]
+
+    def compactor_parameters(self) -> list[nn.Parameter]:
+        """The compactor weights (train them with momentum 0.99 and no weight decay)."""
+        return [c.weight for c in self.compactors()]
+
+    def param_groups(self, lr: float, momentum: float = 0.9, weight_decay: float = 1e-4,
+                     compactor_momentum: float = 0.99) -> list[dict]:
+        """Optimizer parameter groups: the network's own, and the compactors'.
+
+        The compactor group uses momentum 0.99 and no weight decay (ResRep).
+
+        Example:
+            >>> opt = torch.optim.SGD(cm.param_groups(lr=0.01), lr=0.01)  # doctest: +SKIP
+        """
+        own = {id(p) for p in self.compactor_parameters()}
+        rest = [p for p in self.model.parameters() if id(p) not in own and p.requires_grad]
+        return [
+            {"params": rest, "lr": lr, "momentum": momentum, "weight_decay": weight_decay},
+            {"params": self.compactor_parameters(), "lr": lr, "momentum": compactor_momentum,
+             "weight_decay": 0.0, "capdist": "compactor"},
+        ]
+
+    # ------------------------------------------------------- penalty and resetting
+    def penalty(self) -> torch.Tensor:
+        """Group lasso ``lambda * sum_j ||Q_j||`` (joint norm over a coupled group).
+
+        Adding it to the loss is optional: :meth:`reset_gradients` produces the
+        same gradient either way.
+        """
+        lam = self.config.penalty
+        terms = []
+        for g in self.groups:
+            sq = sum(c.row_sq_norms() for c in g.compactors)
+            terms.append(sq.clamp_min(1e-24).sqrt().sum())
+        if not terms:
+            return torch.zeros(())
+        if torch.is_grad_enabled():
+            self._penalty_in_graph = True
+        return lam * torch.stack([t.to(terms[0].device) for t in terms]).sum()
+
+    @torch.no_grad()
+    def reset_gradients(self) -> None:
+        """Gradient resetting: ``grad(Q_j) <- m_j * dL_task/dQ_j + lambda * Q_j / ||Q_j||``.
+
+        Call after backward (after DDP's all-reduce) and before ``optimizer.step``.
+        Works whether or not :meth:`penalty` was part of the loss.
+        """
+        lam = self.config.penalty
+        in_graph = self._penalty_in_graph
+        self._penalty_in_graph = False
+        for g in self.groups:
+            sq = sum(c.row_sq_norms() for c in g.compactors)
+            norm = sq.clamp_min(1e-24).sqrt()
+            for c in g.compactors:
+                w = c.weight.view(c.weight.shape[0], -1)
+                lasso = lam * w / norm.to(w.dtype).view(-1, 1)
+                grad = c.weight.grad
+                if grad is None:
+                    grad = torch.zeros_like(c.weight)
+                    c.weight.grad = grad
+                grad = grad.view_as(w)
+                keep = c.mask.to(w.dtype).view(-1, 1)
+                if in_graph:
+                    grad.mul_(keep).add_(lasso * (1.0 - keep))
+                else:
+                    grad.mul_(keep).add_(lasso)
+
+    def register_step_hook(self, optimizer: torch.optim.Optimizer):
+        """Run :meth:`reset_gradients` before every ``optimizer.step()``; returns the handle."""
+        return optimizer.register_step_pre_hook(lambda *_: self.reset_gradients())
+
+    # ----------------------------------------------------------------------- cost
+    def kept(self) -> np.ndarray:
+        """Kept channels per group under the current masks."""
+        return np.array([int(g.mask.sum()) for g in self.groups], dtype=np.float64)
+
+    def flops(self, kept: np.ndarray | None = None) -> float:
+        """FLOPs of the model after surgery (fvcore's convention), for the current masks."""
+        return self.cost.flops(self.kept() if kept is None else kept)
+
+    def params(self, kept: np.ndarray | None = None) -> float:
+        """Parameters of the model after surgery, for the current masks."""
+        return self.cost.params(self.kept() if kept is None else kept)
+
+    @property
+    def original_flops(self) -> int:
+        """fvcore FLOPs of the network before compactors were attached."""
+        return self.cost.original_flops
+
+    @property
+    def original_params(self) -> int:
+        """Parameters of the network before compactors were attached."""
+        return self.cost.original_params
+
+    def min_units(self, group: ChannelGroup) -> int:
+        """Fewest pruning units a group may keep under ``min_channels`` and ``round_to``."""
+        unit = group.spec.unit_size
+        for units in range(1, group.spec.period + 1):
+            width = units * unit
+            if width >= self.config.min_channels and self.width_allowed(group, units):
+                return units
+        return group.spec.period
+
+    def width_allowed(self, group: ChannelGroup, units: int) -> bool:
+        """Whether keeping ``units`` units gives a width that is a multiple of ``round_to``."""
+        return units == group.spec.period or (units * group.spec.unit_size) % self.config.round_to == 0
+
+    def min_flops(self) -> float:
+        """FLOPs with every group at its minimum width (the lowest reachable cost)."""
+        kept = np.array([self.min_units(g) * g.spec.unit_size for g in self.groups], dtype=float)
+        return self.flops(kept)
+
+    # ---------------------------------------------------------------------- masks
+    def masks(self) -> dict[str, list[bool]]:
+        """Masks by group name (JSON-serialisable)."""
+        return {g.name: g.mask.tolist() for g in self.groups}
+
+    def load_masks(self, masks: dict[str, list[bool]]) -> None:
+        """Set masks saved by :meth:`masks`."""
+        for g in self.groups:
+            if g.name in masks:
+                g.set_mask(torch.tensor(masks[g.name]))
+
+    def summary(self) -> dict:
+        """Counts for logs: groups, kept channels, FLOPs fraction."""
+        return {
+            "groups": len(self.groups),
+            "kept_channels": int(self.kept().sum()),
+            "channels": int(sum(g.channels for g in self.groups)),
+            "flops_fraction": self.flops() / max(self.original_flops, 1),
+        }

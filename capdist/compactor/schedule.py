@@ -1,0 +1,137 @@
+"""Mask schedule A: global norm ranking under a FLOPs target (ResRep, ICCV 2021).
+
+After ``warmup`` steps, every ``interval`` steps: rank every pruning unit of every
+group by the joint norm of its compactor rows, walk from the smallest and mask
+units until the model after surgery meets the FLOPs target, masking at most
+``granularity`` more units than at the previous update, keeping each group at or
+above its minimum width and at widths that are multiples of ``round_to``. Masks
+are recomputed from scratch each time, so a channel can come back.
+
+Example:
+    >>> sched = NormSchedule(cm, target=0.35, warmup=100, interval=20)  # doctest: +SKIP
+    >>> for batch in loader:  # doctest: +SKIP
+    ...     ...; cm.reset_gradients(); optimizer.step(); sched.step()
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import UnreachableTarget
+from .model import CompactorModel
+
+
+def check_target(cm: CompactorModel, target: float) -> None:
+    """Raise :class:`UnreachableTarget` when ``target`` (fraction of original FLOPs) is too low."""
+    if not 0 < target <= 1:
+        raise UnreachableTarget(f"FLOPs target must be a fraction in (0, 1], got {target}")
+    lowest = cm.min_flops() / cm.original_flops
+    if target < lowest:
+        raise UnreachableTarget(
+            f"FLOPs target {target:.3f} is below the lowest reachable {lowest:.3f} of the "
+            f"original with every compacted group at its minimum width; raise the target, "
+            f"lower min_channels/round_to, or use scope='all'")
+
+
+class NormSchedule:
+    """ResRep's norm-ranked mask schedule with a FLOPs target.
+
+    Args:
+        cm: the compacted model.
+        target: FLOPs after surgery as a fraction of the original's fvcore FLOPs.
+        warmup: optimizer steps before the first mask update.
+        interval: steps between updates.
+        granularity: at most this many more units masked per update than before.
+    """
+
+    def __init__(self, cm: CompactorModel, target: float, warmup: int = 0, interval: int = 1,
+                 granularity: int = 4) -> None:
+        check_target(cm, target)
+        self.cm = cm
+        self.target = target
+        self.warmup = warmup
+        self.interval = max(1, interval)
+        self.granularity = granularity
+        self.steps = 0
+        self.masked_units = 0
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "masked_units": self.masked_units}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self.masked_units = int(state["masked_units"])
+
+    def step(self) -> bool:
+        """Count one optimizer step; update masks when due. Returns True if it updated."""
+        self.steps += 1
+        if self.steps < self.warmup or (self.steps - self.warmup) % self.interval:
+            return False
+        self.update()
+        return True
+
+    def reached(self) -> bool:
+        """Whether the current masks meet the FLOPs target."""
+        return self.cm.flops() <= self.target * self.cm.original_flops * (1 + 1e-9)
+
+    def _rounded(self, counts: np.ndarray, minimum: np.ndarray) -> np.ndarray:
+        """Kept units per group rounded up to the nearest allowed width."""
+        out = counts.copy()
+        for i, g in enumerate(self.cm.groups):
+            k = max(int(out[i]), int(minimum[i]))
+            while k < g.spec.period and not self.cm.width_allowed(g, k):
+                k += 1
+            out[i] = k
+        return out
+
+    @torch.no_grad()
+    def update(self, limit: int | None = None) -> None:
+        """Recompute every mask from the current compactor norms.
+
+        Args:
+            limit: most units to mask (default: last count + granularity).
+        """
+        cm = self.cm
+        groups = cm.groups
+        periods = np.array([g.spec.period for g in groups])
+        sizes = np.array([g.spec.unit_size for g in groups], dtype=np.float64)
+        minimum = np.array([cm.min_units(g) for g in groups])
+        norms = [g.unit_norms().numpy() for g in groups]
+        owner = np.concatenate([np.full(len(n), i) for i, n in enumerate(norms)])
+        flat = np.concatenate(norms)
+        order = np.argsort(flat, kind="stable")
+        removable = periods - minimum
+        walk = []
+        taken = np.zeros(len(groups), dtype=int)
+        for u in order:
+            gi = owner[u]
+            if taken[gi] < removable[gi]:
+                taken[gi] += 1
+                walk.append(gi)
+        walk_arr = np.array(walk, dtype=int)
+        budget = self.target * cm.original_flops * (1 + 1e-9)
+
+        def flops_after(n: int) -> float:
+            removed = np.bincount(walk_arr[:n], minlength=len(groups))
+            kept_units = self._rounded(periods - removed, minimum)
+            return cm.flops(kept_units * sizes)
+
+        lo, hi = 0, len(walk_arr)
+        if flops_after(hi) > budget:
+            lo = hi
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if flops_after(mid) <= budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        cap = self.masked_units + self.granularity if limit is None else limit
+        count = min(lo, cap)
+        self.masked_units = count
+        removed = np.bincount(walk_arr[:count], minlength=len(groups))
+        kept_units = self._rounded(periods - removed, minimum)
+        for g, n_keep, unit_norms in zip(groups, kept_units, norms, strict=True):
+            keep = torch.zeros(g.spec.period, dtype=torch.bool)
+            keep[torch.from_numpy(np.argsort(-unit_norms, kind="stable")[: int(n_keep)])] = True
+            g.set_mask(g.units_to_mask(keep))

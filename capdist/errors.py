@@ -1,0 +1,41 @@
+"""Errors that capdist reports to users as one line (CDD toolkit, arXiv 2303.09230).
+
+Every exception here carries a message that says what is wrong and what to do;
+the CLI prints it as a single line and exits with status 2. Library users catch
+:class:`CapdistError` to handle all of them at once.
+
+Example:
+    >>> try:
+    ...     raise UnreachableTarget("FLOPs target 0.01 is below the lowest reachable 0.12")
+    ... except CapdistError as e:
+    ...     print(e)
+    FLOPs target 0.01 is below the lowest reachable 0.12
+"""
+
+
+class CapdistError(Exception):
+    """Base class of every error capdist reports to the user in one line."""
+
+
+class UnsupportedModel(CapdistError):
+    """The model cannot be traced or contains nothing capdist can compact."""
+
+
+class UnreachableTarget(CapdistError):
+    """A FLOPs target below what the minimum widths allow."""
+
+
+class CheckpointError(CapdistError):
+    """A checkpoint that is missing, corrupt or made for another architecture."""
+
+
+class DataError(CapdistError):
+    """A dataset path, layout or image that cannot be used."""
+
+
+class TrainingDiverged(CapdistError):
+    """A NaN or infinite loss during training."""
+
+
+class OutputExists(CapdistError):
+    """An output directory that already holds results."""
