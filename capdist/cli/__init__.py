@@ -1,0 +1,1 @@
+"""Command-line interface (click); commands hold no logic of their own."""

@@ -1,0 +1,53 @@
+"""``capdist inspect MODEL``: the pre-flight report before any training (ResRep, ICCV 2021)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import torch
+
+from ..compactor import CompactorConfig, plan_groups
+from ..models import build_model, parse_input_size
+
+
+def inspect_report(model_spec: str, input_size: str, scope: str, num_classes: int) -> dict:
+    """Which groups get compactors (and of which kind), which are pinned, which cannot and why."""
+    model = build_model(model_spec, num_classes=num_classes)
+    x = torch.randn(1, *parse_input_size(input_size))
+    chosen, skipped = plan_groups(model, x, CompactorConfig(scope=scope))
+    rows = []
+    for spec in chosen:
+        rows.append({"group": spec.name, "channels": spec.channels, "status": "compacted",
+                     "compactors": [f"{k} after {a}" for k, a in zip(spec.kinds, spec.anchors,
+                                                                      strict=True)],
+                     "residual": spec.residual})
+    for spec, reason in skipped:
+        status = "pinned" if reason.startswith(("pinned", "its channels are a model output")) else (
+            "out of scope" if reason.startswith(("tied by", "excluded")) else "unsupported")
+        rows.append({"group": spec.name, "channels": spec.channels, "status": status,
+                     "reason": reason, "residual": spec.residual})
+    return {"model": model_spec, "input_size": input_size, "scope": scope, "groups": rows}
+
+
+@click.command("inspect")
+@click.argument("model")
+@click.option("--input-size", default="3,224,224", show_default=True, help="C,H,W of one image.")
+@click.option("--scope", type=click.Choice(["internal", "all"]), default="internal",
+              show_default=True)
+@click.option("--num-classes", default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def inspect_cmd(model: str, input_size: str, scope: str, num_classes: int, as_json: bool) -> None:
+    """Pre-flight report: channel groups, compactor kinds, what is pinned or unsupported."""
+    report = inspect_report(model, input_size, scope, num_classes)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    groups = report["groups"]
+    counts = {s: sum(r["status"] == s for r in groups)
+              for s in ("compacted", "pinned", "out of scope", "unsupported")}
+    click.echo(f"{model} (scope={scope}, input {input_size}): {len(groups)} channel groups, "
+               + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    for r in groups:
+        detail = "; ".join(r["compactors"]) if r["status"] == "compacted" else r["reason"]
+        click.echo(f"  {r['status']:<12} {r['group']:<40} C={r['channels']:<5} {detail}")

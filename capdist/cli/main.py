@@ -1,0 +1,54 @@
+"""The ``capdist`` command (CDD toolkit, arXiv 2303.09230).
+
+Every :class:`capdist.errors.CapdistError` is printed as one line on stderr with
+exit status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import click
+
+from ..errors import CapdistError
+from .inspect import inspect_cmd
+from .profile import profile_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """capdist: compress image-retrieval models with Capacity Dynamic Distillation."""
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
+
+
+cli.add_command(inspect_cmd)
+cli.add_command(profile_cmd)
+
+
+def _register_optional() -> None:
+    from .demo import demo_cmd
+
+    cli.add_command(demo_cmd)
+
+
+_register_optional()
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning capdist errors into one line."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CapdistError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)

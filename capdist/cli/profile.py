@@ -1,0 +1,48 @@
+"""``capdist profile MODEL``: params, FLOPs (fvcore and thop) and latency."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import torch
+
+from ..benchmarks import count, measure_latency
+from ..models import build_model, parse_input_size
+
+
+@click.command("profile")
+@click.argument("model")
+@click.option("--input-size", default="3,224,224", show_default=True, help="C,H,W of one image.")
+@click.option("--batch-size", default=32, show_default=True, help="Batch for the second timing.")
+@click.option("--repeats", default=20, show_default=True)
+@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--num-classes", default=1000, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def profile_cmd(model: str, input_size: str, batch_size: int, repeats: int, threads: int | None,
+                device: str, num_classes: int, as_json: bool) -> None:
+    """Count params and FLOPs (fvcore vs thop) and time batch 1 and batch N."""
+    size = parse_input_size(input_size)
+    net = build_model(model, num_classes=num_classes)
+    counts = count(net, torch.randn(1, *size))
+    one = measure_latency(net, size, 1, repeats, device=device, threads=threads, breakdown=True)
+    many = measure_latency(net, size, batch_size, repeats, device=device, threads=threads)
+    report = {"model": model, "input_size": list(size), **counts.to_dict(),
+              "latency": [one.to_dict(), many.to_dict()]}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    flag = "  (differ by more than 1%: thop also counts BN, pooling and activations)" \
+        if counts.flagged else ""
+    click.echo(f"{model} @ {input_size}: params {counts.params / 1e6:.3f} M, "
+               f"fvcore {counts.fvcore_flops / 1e9:.4f} GFLOPs, thop {counts.thop_macs / 1e9:.4f} "
+               f"GMACs, gap {counts.disagreement:.2%}{flag}")
+    if counts.uncounted_ops:
+        click.echo("  fvcore did not count: " + ", ".join(
+            f"{k} x{v}" for k, v in sorted(counts.uncounted_ops.items())))
+    for r in (one, many):
+        click.echo(f"  latency batch {r.batch_size:>3} on {r.device} ({r.threads} threads): "
+                   f"p50 {r.p50_ms:.2f} ms, p90 {r.p90_ms:.2f} ms")
+    click.echo("  slowest layers (batch 1): " + ", ".join(
+        f"{k} {v:.2f} ms" for k, v in list(one.layers_ms.items())[:5]))

@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+from click.testing import CliRunner
+
+from capdist.cli.main import cli
+
+
+def test_inspect_reports_groups_kinds_and_pinned_output():
+    out = CliRunner().invoke(cli, ["inspect", "mobilenet_v2", "--input-size", "3,32,32",
+                                   "--num-classes", "10", "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    status = {r["status"] for r in report["groups"]}
+    assert {"compacted", "pinned", "out of scope"} <= status
+    kinds = {c.split()[0] for r in report["groups"] if r["status"] == "compacted"
+             for c in r["compactors"]}
+    assert kinds == {"dense", "diagonal"}
+
+
+def test_inspect_lists_unsupported_groups_with_reason():
+    out = CliRunner().invoke(cli, ["inspect", "convnext_tiny", "--input-size", "3,32,32",
+                                   "--scope", "all"])
+    assert out.exit_code == 0
+    assert "unsupported" in out.output and "LayerNorm" in out.output
+
+
+def test_unknown_model_is_one_line_with_status_2():
+    proc = subprocess.run([sys.executable, "-m", "capdist", "inspect", "resnet-18"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "unknown model 'resnet-18'" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_profile_json():
+    out = CliRunner().invoke(cli, ["profile", "tiny_resnet", "--input-size", "1,8,8",
+                                   "--batch-size", "4", "--repeats", "3", "--num-classes", "10",
+                                   "--json"])
+    assert out.exit_code == 0, out.output
+    r = json.loads(out.output)
+    assert r["fvcore_flops"] > 0 and len(r["latency"]) == 2

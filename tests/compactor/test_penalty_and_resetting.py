@@ -1,0 +1,77 @@
+"""Penalty and gradient resetting against hand-computed values (ResRep's formula)."""
+
+import pytest
+import torch
+
+from capdist.compactor import CompactorConfig, attach
+from capdist.testing import TinyResNet
+
+
+def _setup(lam=0.1):
+    net = TinyResNet(width=4)
+    cm = attach(net, torch.randn(2, 1, 8, 8), CompactorConfig(scope="all", penalty=lam))
+    with torch.no_grad():
+        for c in cm.compactors():
+            c.weight.copy_(torch.randn_like(c.weight))
+    return net, cm
+
+
+def _joint_norms(group):
+    return torch.stack([c.weight.view(c.weight.shape[0], -1) for c in group.compactors]
+                       ).pow(2).sum((0, 2)).sqrt()
+
+
+def test_penalty_is_lambda_times_sum_of_joint_row_norms():
+    _, cm = _setup(lam=0.1)
+    expected = 0.1 * sum(float(_joint_norms(g).detach().sum()) for g in cm.groups)
+    assert float(cm.penalty()) == pytest.approx(expected, rel=1e-5)
+    coupled = [g for g in cm.groups if len(g.compactors) > 1]
+    assert coupled, "scope=all must give residual groups with several compactors"
+
+
+@pytest.mark.parametrize("penalty_in_loss", [False, True])
+def test_reset_gradients_formula(penalty_in_loss):
+    net, cm = _setup(lam=0.1)
+    g = max(cm.groups, key=lambda g: len(g.compactors))
+    keep = torch.ones(g.channels, dtype=torch.bool)
+    keep[::2] = False
+    g.set_mask(keep)
+    x = torch.randn(4, 1, 8, 8)
+    task = net(x).pow(2).mean()
+    task_grads = torch.autograd.grad(task, [c.weight for c in g.compactors], retain_graph=True)
+    loss = task + cm.penalty() if penalty_in_loss else task
+    loss.backward()
+    cm.reset_gradients()
+    norms = _joint_norms(g)
+    m = keep.float().view(-1, 1)
+    for c, tg in zip(g.compactors, task_grads, strict=True):
+        w = c.weight.detach().view(c.weight.shape[0], -1)
+        expected = m * tg.view_as(w) + 0.1 * w / norms.view(-1, 1)
+        assert torch.allclose(c.weight.grad.view_as(w), expected, atol=1e-6)
+
+
+def test_masked_rows_decay_under_sgd():
+    net, cm = _setup(lam=0.1)
+    g = cm.groups[0]
+    keep = torch.ones(g.channels, dtype=torch.bool)
+    keep[0] = False
+    g.set_mask(keep)
+    opt = torch.optim.SGD(cm.compactor_parameters(), lr=0.05)
+    cm.register_step_hook(opt)
+    start = float(g.row_norms()[0])
+    for _ in range(20):
+        opt.zero_grad()
+        net(torch.randn(4, 1, 8, 8)).mean().backward()
+        opt.step()
+    # Only the penalty acts on a masked row: its norm drops by lr * lambda per step.
+    assert float(g.row_norms()[0]) == pytest.approx(max(start - 20 * 0.05 * 0.1, 0), abs=6e-3)
+
+
+def test_param_groups_give_compactors_high_momentum_and_no_decay():
+    _, cm = _setup()
+    groups = cm.param_groups(lr=0.1, weight_decay=5e-4)
+    comp = [g for g in groups if g.get("capdist") == "compactor"][0]
+    assert comp["momentum"] == 0.99 and comp["weight_decay"] == 0.0
+    ids = {id(p) for p in comp["params"]}
+    assert ids == {id(p) for p in cm.compactor_parameters()}
+    assert not ids & {id(p) for p in groups[0]["params"]}

@@ -1,0 +1,127 @@
+"""Schedule A (ResRep): FLOPs target, round_to, minimum widths, and a real training run."""
+
+import pytest
+import torch
+from torch import nn
+
+from capdist.compactor import CompactorConfig, NormSchedule, attach, surgery
+from capdist.compactor.cost import fvcore_by_module
+from capdist.data import load_digits_split
+from capdist.errors import UnreachableTarget, UnsupportedModel
+from capdist.quickstart import compact_toy
+from capdist.testing import TinyMobileNet, TinyResNet
+
+
+def _random_norms(cm):
+    with torch.no_grad():
+        for c in cm.compactors():
+            c.weight.mul_(torch.rand(c.weight.shape[0]).view(-1, *([1] * (c.weight.dim() - 1))))
+
+
+@pytest.mark.parametrize("round_to", [1, 8])
+def test_update_reaches_target_and_respects_round_to(round_to):
+    cm = attach(TinyResNet(width=16), torch.randn(1, 1, 8, 8),
+                CompactorConfig(scope="all", round_to=round_to))
+    _random_norms(cm)
+    sched = NormSchedule(cm, target=0.4)
+    sched.update(limit=10**9)
+    assert cm.flops() <= 0.4 * cm.original_flops
+    for g in cm.groups:
+        kept = int(g.mask.sum())
+        assert kept >= 1 and (kept % round_to == 0 or kept == g.channels)
+    res = surgery(cm, torch.randn(2, 1, 8, 8))
+    for m in res.model.modules():
+        if isinstance(m, nn.Conv2d) and m.out_channels != 10:
+            assert m.out_channels % round_to == 0
+    assert fvcore_by_module(res.model, (torch.randn(1, 1, 8, 8),))[""] <= 0.4 * cm.original_flops * 1.01
+
+
+def test_masks_follow_global_norm_order():
+    cm = attach(TinyResNet(width=8), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
+    _random_norms(cm)
+    NormSchedule(cm, target=0.5).update(limit=10**9)
+    kept = torch.cat([g.row_norms()[g.mask] for g in cm.groups])
+    dropped = torch.cat([g.row_norms()[~g.mask] for g in cm.groups])
+    # Apart from minimum-width guards, every dropped row is weaker than every kept row.
+    assert (dropped.max() <= kept.sort().values[len(cm.groups)]).item()
+
+
+def test_granularity_limits_new_masks_per_update():
+    cm = attach(TinyResNet(width=8), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
+    _random_norms(cm)
+    sched = NormSchedule(cm, target=0.3, warmup=2, interval=3, granularity=5)
+    updates = [sched.step() for _ in range(8)]
+    assert updates == [False, True, False, False, True, False, False, True]
+    masked = sum(int((~g.mask).sum()) for g in cm.groups)
+    assert masked == 15
+
+
+def test_unreachable_target_names_lowest_fraction():
+    cm = attach(TinyResNet(width=8), torch.randn(1, 1, 8, 8))
+    lowest = cm.min_flops() / cm.original_flops
+    with pytest.raises(UnreachableTarget, match=f"lowest reachable {lowest:.3f}"):
+        NormSchedule(cm, target=lowest / 2)
+
+
+def test_training_with_schedule_keeps_accuracy():
+    data = load_digits_split()
+    r = compact_toy(data, model_name="tiny_resnet", target=0.35, epochs=5, compact_epochs=8)
+    assert r.flops_after <= 0.35 * r.flops_before * 1.01
+    assert r.max_masked_row_norm < r.threshold
+    assert r.accuracy_before > 0.95
+    assert r.accuracy_after >= r.accuracy_before - 0.02
+    assert r.accuracy_after == pytest.approx(r.accuracy_masked, abs=1e-9)
+
+
+class _Untraceable(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+
+    def forward(self, x):
+        raise RuntimeError("custom op without autograd")
+
+
+class _NoConv(nn.Module):
+    def forward(self, x):
+        return x * 2
+
+
+def test_bad_models_give_one_line_and_leave_model_untouched():
+    m = _Untraceable()
+    keys = set(m.state_dict())
+    with pytest.raises(UnsupportedModel, match="torch-pruning cannot trace _Untraceable"):
+        attach(m, torch.randn(1, 1, 8, 8))
+    assert set(m.state_dict()) == keys
+    with pytest.raises(UnsupportedModel, match="no channel group"):
+        attach(_NoConv(), torch.randn(1, 1, 8, 8))
+
+
+def test_strict_names_the_unsupported_layer_and_filter_fn_skips_it():
+    class PreAct(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(1, 8, 3, padding=1)
+            self.bn = nn.BatchNorm2d(8)
+            self.b = nn.Conv2d(8, 8, 3, padding=1)
+            self.bn_b = nn.BatchNorm2d(8)
+            self.c = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            y = torch.relu(self.a(x))
+            y = self.b(torch.relu(self.bn(y)))
+            return self.c(torch.relu(self.bn_b(y)))
+
+    m = PreAct()
+    with pytest.raises(UnsupportedModel, match="cannot compact 'a'.*BatchNorm 'bn'.*filter_fn"):
+        attach(m, torch.randn(1, 1, 8, 8), strict=True)
+    assert not any(n.endswith("compactor") for n, _ in m.named_modules())
+    cm = attach(m, torch.randn(1, 1, 8, 8),
+                CompactorConfig(filter_fn=lambda mod, name: name != "a"), strict=False)
+    assert [g.name for g in cm.groups] == ["b"]
+
+
+def test_mobilenet_depthwise_groups_get_diagonal_compactors():
+    cm = attach(TinyMobileNet(), torch.randn(1, 1, 8, 8))
+    kinds = {k for g in cm.groups for k in g.spec.kinds}
+    assert {"dense", "diagonal"} <= kinds

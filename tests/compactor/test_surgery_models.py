@@ -1,0 +1,93 @@
+"""attach -> mask half of every group -> surgery, over torchvision's CNN families."""
+
+import pytest
+import torch
+import torchvision
+
+from capdist.compactor import CompactorConfig, attach, replay, surgery
+from capdist.compactor.cost import fvcore_by_module
+from capdist.compactor.layers import COMPACTOR_TYPES
+from capdist.testing import TinyMobileNet, TinyResNet
+
+MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
+          "regnet_x_400mf", "vgg11_bn", "shufflenet_v2_x1_0", "convnext_tiny"]
+SIZE = {"vgg11_bn": 32, "convnext_tiny": 32}
+
+
+def _half_masks(cm):
+    gen = torch.Generator().manual_seed(1)
+    for g in cm.groups:
+        with torch.no_grad():
+            for c in g.compactors:
+                c.weight.add_(0.1 * torch.randn(c.weight.shape, generator=gen))
+        units = torch.zeros(g.spec.period, dtype=torch.bool)
+        units[torch.randperm(g.spec.period, generator=gen)[: max(1, g.spec.period // 2)]] = True
+        g.set_mask(g.units_to_mask(units))
+
+
+def _build(name):
+    if name.startswith("tiny"):
+        return {"tiny_resnet": TinyResNet, "tiny_mobilenet": TinyMobileNet}[name](), 1
+    return torchvision.models.get_model(name, weights=None, num_classes=10), 3
+
+
+@pytest.mark.parametrize("scope", ["internal", "all"])
+@pytest.mark.parametrize("name", MODELS)
+def test_surgery_matches_masked_model_and_cost(name, scope):
+    model, chans = _build(name)
+    size = SIZE.get(name, 48)
+    x = torch.randn(2, chans, size, size)
+    cm = attach(model, x[:1], CompactorConfig(scope=scope))
+    assert cm.groups
+    _half_masks(cm)
+    res = surgery(cm, x)
+    assert not any(isinstance(m, COMPACTOR_TYPES) for m in res.model.modules())
+    fv = fvcore_by_module(res.model, (x[:1],))[""]
+    assert fv < cm.original_flops
+    assert cm.flops() == pytest.approx(fv, rel=0.01)
+    assert res.rel_diff <= 1e-4, res.max_abs_diff
+    # cm.model still has its compactors: surgery works on a copy
+    assert any(isinstance(m, COMPACTOR_TYPES) for m in cm.model.modules())
+
+
+@pytest.mark.parametrize("name", ["tiny_resnet", "tiny_mobilenet", "resnet18"])
+def test_replay_reproduces_shapes_and_outputs(name):
+    model, chans = _build(name)
+    x = torch.randn(2, chans, 16, 16)
+    cm = attach(model, x[:1], CompactorConfig(scope="all"))
+    _half_masks(cm)
+    res = surgery(cm, x)
+    fresh, _ = _build(name)
+    rebuilt = replay(fresh, res.plan)
+    state = res.model.state_dict()
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in state.items()}
+    rebuilt.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.eval()(x), res.model(x))
+
+
+def test_attach_keeps_train_eval_mode_and_state_keys():
+    model = TinyResNet()
+    keys = set(model.state_dict())
+    model.eval()
+    cm = attach(model, torch.randn(1, 1, 8, 8))
+    assert not model.training
+    assert keys <= set(model.state_dict())
+    assert cm.model is model
+    model.train()
+    cm2_model = TinyResNet().train()
+    attach(cm2_model, torch.randn(1, 1, 8, 8))
+    assert cm2_model.training
+
+
+def test_surgery_outputs_equal_masked_model_with_real_masks_zeroed():
+    model = TinyResNet()
+    x = torch.randn(4, 1, 8, 8)
+    cm = attach(model, x[:1], CompactorConfig(scope="all"))
+    _half_masks(cm)
+    res = surgery(cm, x)
+    with torch.no_grad():
+        for c in cm.compactors():
+            c.weight.mul_(c.mask.view(-1, 1, 1, 1).float())
+        masked = model.eval()(x)
+        assert torch.allclose(res.model(x), masked, atol=1e-5)
