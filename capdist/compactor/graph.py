@@ -194,7 +194,6 @@ def _is_depthwise(m: nn.Module) -> bool:
 
 def _describe(group, traced: TracedModel) -> GroupSpec:
     names = traced.names
-    graph = traced.graph
     producers: list[nn.Module] = []
     spec = GroupSpec(name="", channels=len(group[0].idxs), period=len(group[0].idxs))
     reasons: list[str] = []

@@ -60,7 +60,8 @@ def test_replay_reproduces_shapes_and_outputs(name):
     fresh, _ = _build(name)
     rebuilt = replay(fresh, res.plan)
     state = res.model.state_dict()
-    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in state.items()}
+    shapes = {k: v.shape for k, v in state.items()}
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == shapes
     rebuilt.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(rebuilt.eval()(x), res.model(x))
