@@ -9,6 +9,7 @@ time, or the one-line reason the model is unsupported. Usage:
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
@@ -74,11 +75,9 @@ def main() -> None:
             lines.append(f"| {name} | - | - | - | - | - | - | failed: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:160]} |")
         print(lines[-1], flush=True)
-    with open(args.out + ".tmp", "w") as f:
-        f.write("\n".join(lines) + "\n")
-    import os
-
-    os.replace(args.out + ".tmp", args.out)
+        with open(args.out + ".tmp", "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(args.out + ".tmp", args.out)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,158 @@
+"""Compactor-core benchmark: training-step overhead, surgery time, FLOPs agreement (ResRep, ICCV 2021).
+
+Ratios are measured side by side in one run, interleaving the two variants so
+machine noise hits both alike, with medians over repeats. Writes
+``docs/benchmarks/compactor-core.json`` and ``.md``. Usage::
+
+    .venv/bin/python -m capdist.benchmarks.core_suite [--repeats 15] [--out docs/benchmarks]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from ..compactor import CompactorConfig, NormSchedule, attach, surgery
+from .counting import count
+
+
+def _step_time(model, opt, x, y, after_backward=None) -> float:
+    t0 = time.perf_counter()
+    loss = F.cross_entropy(model(x), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if after_backward:
+        after_backward()
+    opt.step()
+    return time.perf_counter() - t0
+
+
+def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str) -> dict:
+    """Median compactor step time / plain step time (penalty in the loss + resetting)."""
+    torch.manual_seed(0)
+    plain = torchvision.models.get_model(name, weights=None, num_classes=10)
+    comp = copy.deepcopy(plain)
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 10, (batch,))
+    cm = attach(comp, x[:1], CompactorConfig(scope=scope))
+    opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
+    opt_c = torch.optim.SGD(cm.param_groups(lr=1e-3), lr=1e-3)
+    cm.register_step_hook(opt_c)
+
+    def comp_step():
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(comp(x), y) + cm.penalty()
+        opt_c.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_c.step()
+        return time.perf_counter() - t0
+
+    plain.train()
+    comp.train()
+    for _ in range(2):
+        _step_time(plain, opt_p, x, y)
+        comp_step()
+    ratios, tp, tc = [], [], []
+    for _ in range(repeats):
+        a = _step_time(plain, opt_p, x, y)
+        b = comp_step()
+        tp.append(a)
+        tc.append(b)
+        ratios.append(b / a)
+    return {"model": name, "scope": scope, "batch": batch, "size": size, "repeats": repeats,
+            "compactors": len(cm.compactors()), "median_ratio": statistics.median(ratios),
+            "ratio_of_medians": statistics.median(tc) / statistics.median(tp),
+            "plain_step_s": statistics.median(tp), "compactor_step_s": statistics.median(tc)}
+
+
+def surgery_time(name: str, size: int, repeats: int) -> dict:
+    """Wall time of surgery (fold + torch-pruning removal + equivalence check)."""
+    torch.manual_seed(0)
+    model = torchvision.models.get_model(name, weights=None, num_classes=10)
+    x = torch.randn(2, 3, size, size)
+    cm = attach(model, x[:1], CompactorConfig(scope="all"))
+    NormSchedule(cm, target=0.5).update(limit=10**9)
+    times, diffs = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = surgery(cm, x)
+        times.append(time.perf_counter() - t0)
+        diffs.append(res.rel_diff)
+    return {"model": name, "size": size, "median_s": statistics.median(times),
+            "max_rel_diff": max(diffs), "flops_fraction": cm.flops() / cm.original_flops}
+
+
+def flops_agreement(names: list[str], size: int) -> list[dict]:
+    """fvcore vs thop vs ``cm.flops()`` on the model surgery produces at 50% FLOPs."""
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        model = torchvision.models.get_model(name, weights=None, num_classes=10)
+        x = torch.randn(1, 3, size, size)
+        cm = attach(model, x, CompactorConfig(scope="all"))
+        NormSchedule(cm, target=0.5).update(limit=10**9)
+        res = surgery(cm, x)
+        c = count(res.model, x)
+        rows.append({"model": name, "cm_flops": cm.flops(), "fvcore": c.fvcore_flops,
+                     "thop": c.thop_macs, "cm_vs_fvcore": abs(cm.flops() - c.fvcore_flops) / c.fvcore_flops,
+                     "thop_vs_fvcore": c.disagreement})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--out", default="docs/benchmarks")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(2)
+    result = {
+        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": "cpu"},
+        "step_overhead": [step_overhead("resnet50", 32, 64, args.repeats, "internal"),
+                          step_overhead("resnet50", 32, 64, args.repeats, "all")],
+        "surgery": [surgery_time("resnet50", 64, 5), surgery_time("resnet18", 64, 5)],
+        "flops_agreement": flops_agreement(["resnet18", "resnet50", "mobilenet_v2",
+                                            "efficientnet_b0", "regnet_x_400mf"], 64),
+    }
+    os.makedirs(args.out, exist_ok=True)
+    md = ["# Compactor core benchmark", "",
+          "Reproduce: `.venv/bin/python -m capdist.benchmarks.core_suite` "
+          f"({result['machine']['threads']} CPU threads, torch {result['machine']['torch']}).", "",
+          "## Training-step overhead (goal <= 1.15)", "",
+          "Compactor step (forward with compactors + penalty in the loss + gradient resetting + SGD)"
+          " / plain step, interleaved, median of per-pair ratios.", "",
+          "| model | scope | batch | input | compactors | median ratio | plain step (s) | compactor step (s) |",
+          "|---|---|---|---|---|---|---|---|"]
+    for r in result["step_overhead"]:
+        md.append(f"| {r['model']} | {r['scope']} | {r['batch']} | {r['size']}x{r['size']} | {r['compactors']} "
+                  f"| {r['median_ratio']:.3f} | {r['plain_step_s']:.3f} | {r['compactor_step_s']:.3f} |")
+    md += ["", "## Surgery wall time (goal < 2 s for resnet50)", "",
+           "| model | input | median (s) | max rel diff | FLOPs kept |", "|---|---|---|---|---|"]
+    for r in result["surgery"]:
+        md.append(f"| {r['model']} | {r['size']} | {r['median_s']:.2f} | {r['max_rel_diff']:.1e} "
+                  f"| {r['flops_fraction']:.2f} |")
+    md += ["", "## FLOPs agreement after surgery (50% target, 64x64 input)", "",
+           "thop also counts BN, pooling and activations, which fvcore leaves out, so it reads higher.", "",
+           "| model | cm.flops() | fvcore | thop | cm vs fvcore | thop vs fvcore |", "|---|---|---|---|---|---|"]
+    for r in result["flops_agreement"]:
+        md.append(f"| {r['model']} | {r['cm_flops'] / 1e6:.2f} M | {r['fvcore'] / 1e6:.2f} M | "
+                  f"{r['thop'] / 1e6:.2f} M | {r['cm_vs_fvcore']:.2%} | {r['thop_vs_fvcore']:.2%} |")
+    for ext, text in (("json", json.dumps(result, indent=2)), ("md", "\n".join(md) + "\n")):
+        path = os.path.join(args.out, f"compactor-core.{ext}")
+        with open(path + ".tmp", "w") as f:
+            f.write(text)
+        os.replace(path + ".tmp", path)
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
