@@ -169,6 +169,8 @@ def attach(model: nn.Module, example_inputs, config: CompactorConfig | None = No
             group = ChannelGroup(spec=spec, index=i)
             for producer, anchor, kind in zip(spec.producers, spec.anchors, spec.kinds, strict=True):
                 weight = modules[producer].weight
+                if kind == "dense" and spec.residual and config.diagonal_residual:
+                    kind = "diagonal"
                 comp = KINDS[kind](spec.channels).to(device=weight.device, dtype=weight.dtype)
                 install(modules[anchor], comp)
                 group.compactors.append(comp)

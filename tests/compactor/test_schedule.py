@@ -126,3 +126,15 @@ def test_mobilenet_depthwise_groups_get_diagonal_compactors():
     cm = attach(TinyMobileNet(), torch.randn(1, 1, 8, 8))
     kinds = {k for g in cm.groups for k in g.spec.kinds}
     assert {"dense", "diagonal"} <= kinds
+
+
+def test_diagonal_residual_option_keeps_surgery_exact():
+    net = TinyResNet(width=8)
+    x = torch.randn(2, 1, 8, 8)
+    cm = attach(net, x[:1], CompactorConfig(scope="all", diagonal_residual=True))
+    residual = [g for g in cm.groups if g.spec.residual]
+    assert residual and all(type(c).__name__ == "DiagonalCompactor" for g in residual for c in g.compactors)
+    _random_norms(cm)
+    NormSchedule(cm, target=0.5).update(limit=10**9)
+    res = surgery(cm, x)
+    assert res.rel_diff <= 1e-5
