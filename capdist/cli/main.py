@@ -29,8 +29,10 @@ cli.add_command(profile_cmd)
 
 def _register_optional() -> None:
     from .demo import demo_cmd
+    from .train import eval_cmd, train_cmd
 
-    cli.add_command(demo_cmd)
+    for cmd in (demo_cmd, train_cmd, eval_cmd):
+        cli.add_command(cmd)
 
 
 _register_optional()

@@ -6,7 +6,7 @@ compactors). Both train in seconds on 8x8 or 16x16 inputs on a CPU.
 
 Example:
     >>> import torch
-    >>> TinyResNet(num_classes=10)(torch.randn(2, 1, 16, 16)).shape
+    >>> TinyResNet(num_classes=10)(torch.randn(2, 3, 16, 16)).shape
     torch.Size([2, 10])
 """
 
@@ -44,7 +44,7 @@ class TinyResNet(nn.Module):
         width: channels of the first stage (the second has twice as many).
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> None:
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),
                                   nn.BatchNorm2d(width), nn.ReLU(inplace=True))
@@ -84,7 +84,7 @@ class TinyMobileNet(nn.Module):
         width: channels after the stem.
     """
 
-    def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 16) -> None:
+    def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 16) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False),

@@ -36,7 +36,7 @@ def test_unknown_model_is_one_line_with_status_2():
 
 
 def test_profile_json():
-    out = CliRunner().invoke(cli, ["profile", "tiny_resnet", "--input-size", "1,8,8",
+    out = CliRunner().invoke(cli, ["profile", "tiny_resnet", "--input-size", "3,8,8",
                                    "--batch-size", "4", "--repeats", "3", "--num-classes", "10",
                                    "--json"])
     assert out.exit_code == 0, out.output

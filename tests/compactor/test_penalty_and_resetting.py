@@ -8,7 +8,7 @@ from capdist.testing import TinyResNet
 
 
 def _setup(lam=0.1):
-    net = TinyResNet(width=4)
+    net = TinyResNet(in_channels=1, width=4)
     cm = attach(net, torch.randn(2, 1, 8, 8), CompactorConfig(scope="all", penalty=lam))
     with torch.no_grad():
         for c in cm.compactors():

@@ -20,7 +20,7 @@ def _random_norms(cm):
 
 @pytest.mark.parametrize("round_to", [1, 8])
 def test_update_reaches_target_and_respects_round_to(round_to):
-    cm = attach(TinyResNet(width=16), torch.randn(1, 1, 8, 8),
+    cm = attach(TinyResNet(in_channels=1, width=16), torch.randn(1, 1, 8, 8),
                 CompactorConfig(scope="all", round_to=round_to))
     _random_norms(cm)
     sched = NormSchedule(cm, target=0.4)
@@ -38,7 +38,7 @@ def test_update_reaches_target_and_respects_round_to(round_to):
 
 
 def test_masks_follow_global_norm_order():
-    cm = attach(TinyResNet(width=8), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
+    cm = attach(TinyResNet(in_channels=1, width=8), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
     _random_norms(cm)
     NormSchedule(cm, target=0.5).update(limit=10**9)
     kept = torch.cat([g.row_norms()[g.mask] for g in cm.groups])
@@ -48,7 +48,7 @@ def test_masks_follow_global_norm_order():
 
 
 def test_granularity_limits_new_masks_per_update():
-    cm = attach(TinyResNet(width=8), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
+    cm = attach(TinyResNet(in_channels=1, width=8), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
     _random_norms(cm)
     sched = NormSchedule(cm, target=0.3, warmup=2, interval=3, granularity=5)
     updates = [sched.step() for _ in range(8)]
@@ -58,7 +58,7 @@ def test_granularity_limits_new_masks_per_update():
 
 
 def test_unreachable_target_names_lowest_fraction():
-    cm = attach(TinyResNet(width=8), torch.randn(1, 1, 8, 8))
+    cm = attach(TinyResNet(in_channels=1, width=8), torch.randn(1, 1, 8, 8))
     lowest = cm.min_flops() / cm.original_flops
     with pytest.raises(UnreachableTarget, match=f"lowest reachable {lowest:.3f}"):
         NormSchedule(cm, target=lowest / 2)
@@ -123,13 +123,13 @@ def test_strict_names_the_unsupported_layer_and_filter_fn_skips_it():
 
 
 def test_mobilenet_depthwise_groups_get_diagonal_compactors():
-    cm = attach(TinyMobileNet(), torch.randn(1, 1, 8, 8))
+    cm = attach(TinyMobileNet(in_channels=1), torch.randn(1, 1, 8, 8))
     kinds = {k for g in cm.groups for k in g.spec.kinds}
     assert {"dense", "diagonal"} <= kinds
 
 
 def test_diagonal_residual_option_keeps_surgery_exact():
-    net = TinyResNet(width=8)
+    net = TinyResNet(in_channels=1, width=8)
     x = torch.randn(2, 1, 8, 8)
     cm = attach(net, x[:1], CompactorConfig(scope="all", diagonal_residual=True))
     residual = [g for g in cm.groups if g.spec.residual]

@@ -27,7 +27,7 @@ def _half_masks(cm):
 
 def _build(name):
     if name.startswith("tiny"):
-        return {"tiny_resnet": TinyResNet, "tiny_mobilenet": TinyMobileNet}[name](), 1
+        return {"tiny_resnet": TinyResNet, "tiny_mobilenet": TinyMobileNet}[name](in_channels=1), 1
     return torchvision.models.get_model(name, weights=None, num_classes=10), 3
 
 
@@ -68,7 +68,7 @@ def test_replay_reproduces_shapes_and_outputs(name):
 
 
 def test_attach_keeps_train_eval_mode_and_state_keys():
-    model = TinyResNet()
+    model = TinyResNet(in_channels=1)
     keys = set(model.state_dict())
     model.eval()
     cm = attach(model, torch.randn(1, 1, 8, 8))
@@ -76,13 +76,13 @@ def test_attach_keeps_train_eval_mode_and_state_keys():
     assert keys <= set(model.state_dict())
     assert cm.model is model
     model.train()
-    cm2_model = TinyResNet().train()
+    cm2_model = TinyResNet(in_channels=1).train()
     attach(cm2_model, torch.randn(1, 1, 8, 8))
     assert cm2_model.training
 
 
 def test_surgery_outputs_equal_masked_model_with_real_masks_zeroed():
-    model = TinyResNet()
+    model = TinyResNet(in_channels=1)
     x = torch.randn(4, 1, 8, 8)
     cm = attach(model, x[:1], CompactorConfig(scope="all"))
     _half_masks(cm)

@@ -1,0 +1,64 @@
+"""``capdist train`` and ``capdist eval``: retrieval teachers and their test metrics."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..engine import TrainConfig
+from ..engine.retrieval import evaluate_models, train_retrieval
+
+
+def _print_metrics(label: str, m: dict) -> None:
+    click.echo(f"{label}: mAP {m['mAP']:.2%}  R@1 {m['R@1']:.2%}  R@5 {m['R@5']:.2%}  "
+               f"R@10 {m['R@10']:.2%}  mINP {m['mINP']:.2%}  ({m['queries']} queries)")
+
+
+@click.command("train")
+@click.option("--model", "model_name", required=True, help="torchvision name or package.module:factory.")
+@click.option("--data", required=True, help="fmnist[:ROOT], fmnist-open, digits, folder:PATH, reid:PATH.")
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--out", required=True, help="Run directory to write.")
+@click.option("--train-subset", type=int, default=None, help="Use this many training images.")
+@click.option("--batch-size", default=64, show_default=True, help="Global batch (all processes).")
+@click.option("--lr", default=0.05, show_default=True)
+@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
+@click.option("--embed-dim", type=int, default=None, help="Project the embedding to this width.")
+@click.option("--weights", default=None, help="Initial weights (safetensors or weights-only .pt).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--checkpoint-every", default=0, show_default=True, help="Steps (0: every epoch).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--amp", is_flag=True, help="Mixed precision (CUDA).")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
+def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optimizer, embed_dim, weights,
+              seed, checkpoint_every, device, amp, resume, overwrite) -> None:
+    """Train a retrieval model (CE + triplet) and report its test retrieval metrics."""
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
+                      checkpoint_every=checkpoint_every, amp=amp)
+    result = train_retrieval(model_name, data, cfg, out, train_subset=train_subset, embed_dim=embed_dim,
+                             resume=resume, overwrite=overwrite, device=device, weights=weights)
+    if result:
+        _print_metrics(f"{out} on {data}", result)
+
+
+@click.command("eval")
+@click.option("--model", "model_dir", required=True, help="Run directory (query encoder).")
+@click.option("--data", required=True)
+@click.option("--gallery-model", default=None, help="Run directory encoding the gallery (asymmetric).")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(model_dir, data, gallery_model, device, as_json) -> None:
+    """Retrieval metrics of a trained or compressed model (mAP, R@1/5/10, mINP)."""
+    from ..data import open_dataset
+    from ..io import load
+
+    model = load(model_dir)
+    gallery = load(gallery_model) if gallery_model else None
+    result = evaluate_models(model, open_dataset(data), gallery, device=device)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        _print_metrics(f"{model_dir} on {data}" + (f" (gallery by {gallery_model})" if gallery else ""),
+                       result)

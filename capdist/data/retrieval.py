@@ -1,0 +1,89 @@
+"""Retrieval datasets: a train split plus query and gallery sets with identities and cameras.
+
+Evaluation follows the retrieval literature (CDD, CVPR 2023; D3still, CVPR 2024):
+``protocol="class"`` removes the query itself from the gallery (leave-one-out on a
+test split); ``protocol="reid"`` removes gallery items with the query's identity
+*and* camera (Market-1501 style).
+
+Example:
+    >>> data = open_dataset("digits")
+    >>> data.protocol, len(data.query) == len(data.gallery)
+    ('class', True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils.data import Dataset
+
+JUNK_ID = -1
+
+
+class TensorImages(Dataset):
+    """Images already in memory: (N, C, H, W) float tensor, ids and camera ids.
+
+    Items are ``(image, pid, camid, index)``.
+    """
+
+    def __init__(self, images: torch.Tensor, pids: torch.Tensor, camids: torch.Tensor | None = None,
+                 mean: list[float] | None = None, std: list[float] | None = None):
+        self.images = images
+        self.pids = pids.long()
+        self.camids = camids.long() if camids is not None else torch.zeros_like(self.pids)
+        self._mean = torch.tensor(mean).view(-1, 1, 1) if mean else None
+        self._std = torch.tensor(std).view(-1, 1, 1) if std else None
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+    def __getitem__(self, i: int):
+        image = self.images[i]
+        if image.dtype == torch.uint8:
+            image = image.float() / 255.0
+            if self._mean is not None:
+                image = (image - self._mean) / self._std
+        return image, int(self.pids[i]), int(self.camids[i]), i
+
+
+@dataclass
+class RetrievalData:
+    """What training and evaluation need.
+
+    Attributes:
+        name: the spec it came from.
+        train: training items (labels remapped to 0..num_classes-1).
+        query: query items.
+        gallery: gallery items (the same object as ``query`` for leave-one-out).
+        protocol: ``"class"`` or ``"reid"``.
+        num_classes: identities in ``train``.
+        image_shape: C, H, W of one image as the model sees it.
+        mean, std: per-channel normalisation already applied (kept for export).
+    """
+
+    name: str
+    train: Dataset
+    query: Dataset
+    gallery: Dataset
+    protocol: str
+    num_classes: int
+    image_shape: tuple[int, int, int]
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+
+    @property
+    def leave_one_out(self) -> bool:
+        return self.query is self.gallery
+
+    def train_subset(self, n: int | None, seed: int = 0) -> RetrievalData:
+        """The same data with at most ``n`` training items (a seeded, class-stratified draw)."""
+        if not n or n >= len(self.train):
+            return self
+        from torch.utils.data import Subset
+
+        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))[:n]
+        sub = Subset(self.train, order.tolist())
+        sub.pids = self.train.pids[order]
+        return RetrievalData(self.name, sub, self.query, self.gallery, self.protocol, self.num_classes,
+                             self.image_shape, self.mean, self.std)

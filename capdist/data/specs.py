@@ -1,0 +1,72 @@
+"""Dataset specs as users type them: ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``digits``,
+``folder:PATH``, ``reid:PATH`` (CDD, CVPR 2023 evaluates on re-ID and product retrieval).
+
+Example:
+    >>> open_dataset("digits").num_classes
+    10
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import DataError
+from .arrays import FMNIST_ROOT, load_digits_split, load_fmnist_split
+from .retrieval import RetrievalData, TensorImages
+
+SPECS = ("fmnist[:ROOT]", "fmnist-open[:ROOT]", "digits", "folder:PATH", "reid:PATH")
+
+
+def _gray_to_rgb(x: torch.Tensor) -> torch.Tensor:
+    return x.expand(-1, 3, -1, -1).contiguous()
+
+
+def _fmnist(root: str, open_set: bool) -> RetrievalData:
+    split = load_fmnist_split(root or FMNIST_ROOT)
+    tx, ty, qx, qy = split.train_x, split.train_y, split.test_x, split.test_y
+    if open_set:
+        keep_train, keep_test = ty < 5, qy >= 5
+        tx, ty, qx, qy = tx[keep_train], ty[keep_train], qx[keep_test], qy[keep_test] - 5
+    test = TensorImages(_gray_to_rgb(qx), qy)
+    return RetrievalData("fmnist-open" if open_set else "fmnist", TensorImages(_gray_to_rgb(tx), ty),
+                         test, test, "class", int(ty.max()) + 1, (3, 28, 28), [0.2860] * 3, [0.3530] * 3)
+
+
+def _digits() -> RetrievalData:
+    split = load_digits_split()
+    up = torch.nn.functional.interpolate
+    tx = _gray_to_rgb(up(split.train_x, size=16, mode="nearest"))
+    qx = _gray_to_rgb(up(split.test_x, size=16, mode="nearest"))
+    test = TensorImages(qx, split.test_y)
+    return RetrievalData("digits", TensorImages(tx, split.train_y), test, test, "class", 10, (3, 16, 16))
+
+
+def open_dataset(spec: str, image_size: tuple[int, int] | None = None,
+                 skip_bad_images: bool = False) -> RetrievalData:
+    """Open a dataset from its spec string.
+
+    Args:
+        spec: one of ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``digits``, ``folder:PATH``,
+            ``reid:PATH``.
+        image_size: H, W for image folders (default 128x64 for re-ID, 64x64 otherwise).
+        skip_bad_images: skip unreadable images with a warning count instead of failing.
+
+    Raises:
+        DataError: unknown spec, missing path, empty folder or malformed layout.
+    """
+    kind, _, arg = spec.partition(":")
+    if kind == "fmnist":
+        return _fmnist(arg, open_set=False)
+    if kind == "fmnist-open":
+        return _fmnist(arg, open_set=True)
+    if kind == "digits":
+        return _digits()
+    if kind in ("folder", "reid"):
+        if not arg:
+            raise DataError(f"dataset spec '{spec}' needs a path: {kind}:PATH")
+        from .folders import open_folder, open_reid
+
+        if kind == "folder":
+            return open_folder(arg, image_size or (64, 64), skip_bad_images)
+        return open_reid(arg, image_size or (128, 64), skip_bad_images)
+    raise DataError(f"unknown dataset '{spec}'; use one of: {', '.join(SPECS)}")

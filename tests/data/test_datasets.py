@@ -1,0 +1,114 @@
+"""Dataset specs, layouts, sampling and their errors."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from capdist.data import BatchPlan, augment, open_dataset
+from capdist.data.arrays import FMNIST_ROOT
+from capdist.data.folders import parse_reid_name
+from capdist.errors import DataError
+
+HAS_FMNIST = os.path.isdir(FMNIST_ROOT)
+
+
+def _img(path, value=128, size=(10, 8)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((*size, 3), value, dtype=np.uint8)).save(path)
+
+
+def test_digits_is_leave_one_out_class_protocol():
+    d = open_dataset("digits")
+    assert d.protocol == "class" and d.leave_one_out and d.num_classes == 10
+    assert d.train[0][0].shape == (3, 16, 16)
+
+
+@pytest.mark.skipif(not HAS_FMNIST, reason="dataset-fashion-mnist not installed")
+def test_fmnist_open_set_has_unseen_test_classes():
+    closed, open_ = open_dataset("fmnist"), open_dataset("fmnist-open")
+    assert len(closed.train) == 60000 and len(closed.query) == 10000
+    assert set(open_.train.pids.tolist()) == {0, 1, 2, 3, 4}
+    assert len(open_.query) == 5000 and open_.num_classes == 5
+
+
+def test_folder_layouts(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            for i in range(3):
+                _img(tmp_path / split / cls / f"{i}.png", 40 * i)
+    d = open_dataset(f"folder:{tmp_path}", image_size=(8, 8))
+    assert d.leave_one_out and len(d.train) == 6 and d.num_classes == 2
+    assert d.train[0][0].shape == (3, 8, 8) and d.train[0][0].dtype == torch.float32
+
+
+def test_market_layout_parses_ids_cameras_and_drops_junk(tmp_path):
+    for name in ("0002_c1s1_000451_03.jpg", "0002_c2s1_000452_03.jpg", "0007_c3s1_000001_01.jpg"):
+        _img(tmp_path / "bounding_box_train" / name)
+    _img(tmp_path / "query" / "0002_c1s1_000500_01.jpg")
+    for name in ("0002_c2s1_000600_01.jpg", "0000_c1s1_000001_01.jpg", "-1_c1s1_000002_01.jpg"):
+        _img(tmp_path / "bounding_box_test" / name)
+    d = open_dataset(f"reid:{tmp_path}")
+    assert d.protocol == "reid" and d.num_classes == 2
+    assert d.train.pids.tolist() == [0, 0, 1]
+    assert d.gallery.pids.tolist() == [0, 2] and d.gallery.camids.tolist() == [0, 1]
+    assert parse_reid_name("0001_c001_00016450_0.jpg") == (1, 0)
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("folder:/no/such/place", "does not exist"),
+    ("reid:/no/such/place", "does not exist"),
+    ("imagenet", "unknown dataset 'imagenet'"),
+    ("fmnist:/no/such/place", "Fashion-MNIST folder /no/such/place does not exist"),
+])
+def test_bad_specs_say_what_and_where(spec, message):
+    with pytest.raises(DataError, match=message):
+        open_dataset(spec)
+
+
+def test_empty_folder_and_bad_image_and_bad_names(tmp_path):
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="no class subfolders"):
+        open_dataset(f"folder:{tmp_path / 'empty'}")
+    root = tmp_path / "bad"
+    for split in ("train", "test"):
+        _img(root / split / "a" / "ok.png")
+    (root / "train" / "a" / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="broken.png.*--skip-bad-images"):
+        open_dataset(f"folder:{root}")
+    with pytest.warns(UserWarning, match="skipped 1 unreadable"):
+        assert len(open_dataset(f"folder:{root}", skip_bad_images=True).train) == 1
+    _img(tmp_path / "reid" / "bounding_box_train" / "person7.jpg")
+    with pytest.raises(DataError, match="person7.jpg.*ID_cCAMERA"):
+        open_dataset(f"reid:{tmp_path / 'reid'}")
+
+
+def test_train_cli_bad_data_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "capdist", "train", "--model", "tiny_resnet", "--data",
+                           f"folder:{tmp_path / 'missing'}", "--epochs", "1", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: dataset folder")
+    assert not out.exists()
+
+
+def test_pk_batches_are_balanced_and_deterministic():
+    pids = torch.arange(40) % 10
+    plan = BatchPlan(pids, batch_size=8, seed=3, instances=2)
+    a, b = plan.epoch(1), plan.epoch(1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert len(plan.epoch(0)) == len(plan.epoch(5)) == 5
+    for batch in a:
+        assert sorted(torch.bincount(pids[batch]).tolist())[-4:] == [2, 2, 2, 2]
+
+
+def test_augment_is_seeded_by_step():
+    x = torch.randn(4, 3, 8, 8)
+    assert torch.equal(augment(x, 7, erase=0.5), augment(x, 7, erase=0.5))
+    assert not torch.equal(augment(x, 7), augment(x, 8))
+    assert augment(x, 7).shape == x.shape

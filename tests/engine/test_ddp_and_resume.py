@@ -1,0 +1,83 @@
+"""DDP with two CPU processes, SIGKILL + resume, and the NaN guard."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from capdist.engine import TrainConfig, Trainer
+from capdist.errors import TrainingDiverged
+from capdist.testing import ddp
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_single_process(tmp_path):
+    mp.spawn(ddp.worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    single = ddp.plain_net()
+    Trainer(single, ddp.objective, ddp.toy_set(), ddp.config(), tmp_path / "single").fit()
+    for k, v in single.state_dict().items():
+        assert torch.equal(r0[k], r1[k]), k
+        assert torch.allclose(r0[k], v, atol=1e-5), k
+    assert not torch.equal(r0["4.weight"], ddp.plain_net().state_dict()["4.weight"])
+
+
+def _train_cmd(out, *extra):
+    return [sys.executable, "-m", "capdist", "train", "--model", "tiny_resnet", "--data", "digits",
+            "--epochs", "3", "--batch-size", "32", "--checkpoint-every", "10", "--out", str(out), *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    full = tmp_path / "full"
+    subprocess.run(_train_cmd(full), check=True, capture_output=True, env=env)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_train_cmd(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        log = cut / "metrics.jsonl"
+        if (cut / "checkpoint.pt").exists() and log.exists() and any(
+                json.loads(ln)["step"] >= 40 for ln in log.read_text().splitlines() if ln.strip()):
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "model.safetensors").exists()
+    subprocess.run(_train_cmd(cut, "--resume"), check=True, capture_output=True, env=env)
+    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [json.loads(ln)["step"] for ln in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path):
+    model = ddp.plain_net()
+
+    def objective(m, images, pids, step):
+        loss = ddp.objective(m, images, pids, step)["loss"]
+        return {"loss": loss * (float("nan") if step == 5 else 1.0)}
+
+    cfg = TrainConfig(epochs=3, batch_size=16, instances=0, progress=False, checkpoint_every=2)
+    with pytest.raises(TrainingDiverged, match="at step 5.*last good checkpoint"):
+        Trainer(model, objective, ddp.toy_set(), cfg, tmp_path).fit()
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
