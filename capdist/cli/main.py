@@ -9,11 +9,13 @@ from __future__ import annotations
 import sys
 import warnings
 
-import click
+warnings.filterwarnings("ignore", category=FutureWarning)
 
-from ..errors import CapdistError
-from .inspect import inspect_cmd
-from .profile import profile_cmd
+import click  # noqa: E402
+
+from ..errors import CapdistError  # noqa: E402
+from .inspect import inspect_cmd  # noqa: E402
+from .profile import profile_cmd  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,9 +31,10 @@ cli.add_command(profile_cmd)
 
 def _register_optional() -> None:
     from .demo import demo_cmd
+    from .losses import losses_cmd
     from .train import eval_cmd, train_cmd
 
-    for cmd in (demo_cmd, train_cmd, eval_cmd):
+    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd):
         cli.add_command(cmd)
 
 

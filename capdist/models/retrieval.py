@@ -44,14 +44,15 @@ class RetrievalNet(nn.Module):
         num_classes: identities in the training set.
         embed_dim: add a linear projection to this width (None: keep the backbone's).
         bnneck: add the BNNeck (BatchNorm1d before the classifier, BoT re-ID baseline).
+        backbone_kwargs: passed to the backbone's constructor (e.g. ``{"width": 8}``).
     """
 
     def __init__(self, backbone: str, num_classes: int, embed_dim: int | None = None,
-                 bnneck: bool = True) -> None:
+                 bnneck: bool = True, backbone_kwargs: dict | None = None) -> None:
         super().__init__()
         self.spec = {"backbone": backbone, "num_classes": num_classes, "embed_dim": embed_dim,
-                     "bnneck": bnneck}
-        self.backbone = build_model(backbone)
+                     "bnneck": bnneck, "backbone_kwargs": backbone_kwargs or {}}
+        self.backbone = build_model(backbone, **(backbone_kwargs or {}))
         width = _strip_classifier(self.backbone)
         self.projection = nn.Linear(width, embed_dim, bias=False) if embed_dim else None
         dim = embed_dim or width

@@ -1,0 +1,70 @@
+"""Feature capture by module name with forward hooks (FitNets, ICLR 2015; CDD, CVPR 2023).
+
+Works on plain, DDP-wrapped and compactor-attached models (it records what the
+module hands on, i.e. after its compactor).
+
+Example:
+    >>> import torch, torchvision
+    >>> m = torchvision.models.resnet18()
+    >>> cap = FeatureCapture(m, ["layer1", "layer4"])
+    >>> _ = m(torch.randn(1, 3, 32, 32)); cap.features["layer4"].shape
+    torch.Size([1, 512, 1, 1])
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+from torch import nn
+
+from ..errors import CapdistError
+
+
+class UnknownFeature(CapdistError):
+    """A feature name that is not a module of the model."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP / DataParallel / Teacher wrapper."""
+    while hasattr(model, "module") and isinstance(model.module, nn.Module):
+        model = model.module
+    if type(model).__name__ == "Teacher":
+        model = model.model
+    return model
+
+
+def resolve(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called ``name``; a clear error with close matches otherwise."""
+    modules = dict(unwrap(model).named_modules())
+    if name in modules and name:
+        return modules[name]
+    close = difflib.get_close_matches(name, [n for n in modules if n], n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise UnknownFeature(f"feature '{name}' is not a module of {type(unwrap(model)).__name__}{hint}")
+
+
+class FeatureCapture:
+    """Record the outputs of named modules on every forward pass.
+
+    Args:
+        model: the network (wrapped or not).
+        names: module names, e.g. ``["backbone.layer3"]``.
+    """
+
+    def __init__(self, model: nn.Module, names: list[str]) -> None:
+        self.features: dict[str, torch.Tensor] = {}
+        self._hooks = []
+        for name in dict.fromkeys(names):
+            module = resolve(model, name)
+            self._hooks.append(module.register_forward_hook(self._record(name)))
+
+    def _record(self, name: str):
+        def hook(_module, _inputs, output):
+            self.features[name] = output if isinstance(output, torch.Tensor) else output[0]
+        return hook
+
+    def remove(self) -> None:
+        for h in self._hooks:
+            h.remove()
+        self._hooks.clear()
