@@ -30,11 +30,12 @@ cli.add_command(profile_cmd)
 
 
 def _register_optional() -> None:
+    from .compress import compress_cmd
     from .demo import demo_cmd
     from .losses import losses_cmd
     from .train import eval_cmd, train_cmd
 
-    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd):
+    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd):
         cli.add_command(cmd)
 
 

@@ -14,11 +14,12 @@ from .graph import GroupSpec, analyse
 from .layers import Compactor, DiagonalCompactor, LinearCompactor
 from .model import ChannelGroup, CompactorModel
 from .placement import attach, detach, plan_groups
+from .retrieval_schedule import RetrievalSchedule
 from .schedule import NormSchedule
 from .surgery import SurgeryResult, replay, surgery
 
 __all__ = [
     "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel", "DiagonalCompactor",
-    "GroupSpec", "LinearCompactor", "NormSchedule", "Scope", "SurgeryResult", "analyse",
+    "GroupSpec", "LinearCompactor", "NormSchedule", "RetrievalSchedule", "Scope", "SurgeryResult", "analyse",
     "attach", "detach", "plan_groups", "replay", "surgery",
 ]

@@ -45,6 +45,9 @@ class CompactorConfig:
             contains one of them is left alone). Groups whose channels reach the
             model's output (an embedding, the logits) are always pinned.
         threshold: compactor rows with a norm below this are removed by surgery.
+        masked_penalty: lasso strength on *masked* rows only (None: ``penalty``). Masked
+            rows feel nothing else, so this sets how fast they reach zero; a short run can
+            raise it without pushing on the rows that are kept.
         diagonal_residual: give residual-coupled groups per-channel-scale compactors
             instead of dense ones. A residual stream has one compactor per producer, and
             dense ones on wide streams (resnet50's 2048 channels) double the training
@@ -59,6 +62,7 @@ class CompactorConfig:
     pinned: tuple[str, ...] = field(default_factory=tuple)
     threshold: float = 1e-5
     diagonal_residual: bool = False
+    masked_penalty: float | None = None
 
     def __post_init__(self) -> None:
         self.scope = Scope(self.scope)

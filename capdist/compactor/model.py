@@ -149,9 +149,11 @@ class CompactorModel:
         """Gradient resetting: ``grad(Q_j) <- m_j * dL_task/dQ_j + lambda * Q_j / ||Q_j||``.
 
         Call after backward (after DDP's all-reduce) and before ``optimizer.step``.
-        Works whether or not :meth:`penalty` was part of the loss.
+        Works whether or not :meth:`penalty` was part of the loss. Masked rows use
+        ``config.masked_penalty`` when it is set.
         """
         lam = self.config.penalty
+        lam_masked = lam if self.config.masked_penalty is None else self.config.masked_penalty
         in_graph = self._penalty_in_graph
         self._penalty_in_graph = False
         for g in self.groups:
@@ -159,17 +161,16 @@ class CompactorModel:
             norm = sq.clamp_min(1e-24).sqrt()
             for c in g.compactors:
                 w = c.weight.view(c.weight.shape[0], -1)
-                lasso = lam * w / norm.to(w.dtype).view(-1, 1)
+                direction = w / norm.to(w.dtype).view(-1, 1)
                 grad = c.weight.grad
                 if grad is None:
                     grad = torch.zeros_like(c.weight)
                     c.weight.grad = grad
                 grad = grad.view_as(w)
                 keep = c.mask.to(w.dtype).view(-1, 1)
-                if in_graph:
-                    grad.mul_(keep).add_(lasso * (1.0 - keep))
-                else:
-                    grad.mul_(keep).add_(lasso)
+                grad.mul_(keep).add_(direction * (1.0 - keep) * lam_masked)
+                if not in_graph:
+                    grad.add_(direction * keep * lam)
 
     def register_step_hook(self, optimizer: torch.optim.Optimizer):
         """Run :meth:`reset_gradients` before every ``optimizer.step()``; returns the handle."""

@@ -1,0 +1,94 @@
+"""Reports: cost and accuracy of every model of a run, as JSON, Markdown and an
+accuracy-vs-FLOPs plot (CDD, CVPR 2023 reports mAP against cost).
+
+Example:
+    >>> row = model_row("teacher", model, (3, 28, 28), metrics)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..io.atomic import atomic_write_bytes, atomic_write_json
+from .counting import count
+from .latency import measure_latency
+
+
+class _Embedding(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out["embedding"] if isinstance(out, dict) else out
+
+
+def cost_row(model: nn.Module, image_shape: tuple[int, ...], repeats: int = 10) -> dict:
+    """fvcore FLOPs, thop MACs, params and CPU latency at batch 1 and 32 (of the embedding path)."""
+    net = _Embedding(model).eval()
+    c = count(net, torch.randn(1, *image_shape))
+    b1 = measure_latency(net, image_shape, 1, repeats=repeats, warmup=3)
+    b32 = measure_latency(net, image_shape, 32, repeats=max(3, repeats // 2), warmup=2)
+    return {"flops": c.fvcore_flops, "thop_macs": c.thop_macs, "params": c.params,
+            "latency_b1_ms": b1.p50_ms, "latency_b32_ms": b32.p50_ms}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """One line per model: cost, symmetric and asymmetric retrieval."""
+    head = ("| model | GFLOPs | FLOPs vs teacher | params (M) | latency b1 (ms) | latency b32 (ms) | mAP | R@1 "
+            "| mAP (teacher gallery) | R@1 (teacher gallery) |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
+    base = rows[0]["flops"] if rows else 1
+
+    def pct(v):
+        return f"{100 * v:.2f}" if isinstance(v, float) else "-"
+
+    for r in rows:
+        sym, asym = r.get("symmetric", {}), r.get("asymmetric", {})
+        lines.append(f"| {r['name']} | {r['flops'] / 1e9:.4f} | {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
+                     f"{r['latency_b1_ms']:.2f} | {r['latency_b32_ms']:.1f} | {pct(sym.get('mAP'))} | "
+                     f"{pct(sym.get('R@1'))} | {pct(asym.get('mAP'))} | {pct(asym.get('R@1'))} |")
+    return "\n".join(lines)
+
+
+def plot_accuracy_vs_flops(rows: list[dict], path: str | Path, title: str) -> None:
+    """mAP (symmetric, and asymmetric where present) against FLOPs, one point per model."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        x = r["flops"] / 1e9
+        ax.scatter(x, 100 * r["symmetric"]["mAP"], marker="o")
+        ax.annotate(r["name"], (x, 100 * r["symmetric"]["mAP"]), fontsize=7, xytext=(3, 3),
+                    textcoords="offset points")
+        if r.get("asymmetric"):
+            ax.scatter(x, 100 * r["asymmetric"]["mAP"], marker="x", color="gray")
+    ax.set_xlabel("GFLOPs (fvcore, one image)")
+    ax.set_ylabel("mAP (%)  o: own gallery, x: teacher gallery")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> None:
+    """``report.json``, ``report.md`` and ``accuracy_vs_flops.png`` in ``out``."""
+    out = Path(out)
+    atomic_write_json(out / "report.json", {"models": rows, **extra})
+    lines = [f"# {title}", "", markdown_table(rows), ""]
+    for key, value in extra.items():
+        lines.append(f"- {key}: {value}")
+    atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
+    plot_accuracy_vs_flops(rows, out / "accuracy_vs_flops.png", title)

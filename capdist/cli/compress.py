@@ -1,0 +1,49 @@
+"""``capdist compress``: Capacity Dynamic Distillation of a trained retrieval model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..engine import TrainConfig
+from ..engine.compress import CompressConfig, compress
+
+
+@click.command("compress")
+@click.option("--teacher", required=True, help="Run directory, or architecture name with --weights.")
+@click.option("--weights", default=None, help="Teacher weights (safetensors or weights-only .pt).")
+@click.option("--data", required=True)
+@click.option("--out", required=True)
+@click.option("--target-flops", default=0.35, show_default=True, help="Fraction of the teacher's FLOPs.")
+@click.option("--schedule", type=click.Choice(["retrieval", "norm"]), default="retrieval", show_default=True)
+@click.option("--scope", type=click.Choice(["internal", "all"]), default="all", show_default=True)
+@click.option("--epochs", default=10, show_default=True)
+@click.option("--mask-warmup", default=1.0, show_default=True, help="Epochs before masks start.")
+@click.option("--mask-ratio", default=0.5, show_default=True, help="Low-contribution fraction (retrieval).")
+@click.option("--penalty", default=4e-3, show_default=True, help="Group-lasso strength.")
+@click.option("--round-to", default=1, show_default=True, help="Kept widths are multiples of this.")
+@click.option("--distill", default="", help="Extra terms, e.g. 'rkd_distance:25,fitnet:2@backbone.layer3'.")
+@click.option("--finetune-epochs", default=0, show_default=True)
+@click.option("--student", default=None, help="Heavy student architecture (default: a copy of the teacher).")
+@click.option("--student-weights", default=None)
+@click.option("--train-subset", type=int, default=None)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=0.01, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--resume", is_flag=True)
+@click.option("--overwrite", is_flag=True)
+def compress_cmd(teacher, weights, data, out, target_flops, schedule, scope, epochs, mask_warmup, mask_ratio,
+                 penalty, round_to, distill, finetune_epochs, student, student_weights, train_subset, batch_size,
+                 lr, seed, device, resume, overwrite) -> None:
+    """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
+    cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
+                         ratio=mask_ratio, penalty=penalty, round_to=round_to, distill=distill,
+                         finetune_epochs=finetune_epochs,
+                         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5))
+    report = compress(teacher, weights, data, cfg, out, student_name=student, student_weights=student_weights,
+                      train_subset=train_subset, resume=resume, overwrite=overwrite, device=device)
+    if report:
+        click.echo(Path(out, "report.md").read_text())
+        click.echo(f"plot: {out}/accuracy_vs_flops.png")

@@ -1,0 +1,186 @@
+"""Mask schedule B: retrieval-guided gradient resetting (CDD's RGGR, CVPR 2023, arXiv 2303.09230).
+
+For every compacted group, a FIFO bank holds pooled teacher features of the
+matching teacher layer. Each observed batch: every student feature (the query)
+finds its k nearest teacher features in the bank (cosine, the gallery); the
+contribution of channel c to that query-gallery similarity is ``|s_c * g_c|``
+(on normalised features); the channels that fall in the lowest ``ratio`` of
+contributions for *every* sample and *every* neighbour are masked. Masks only
+grow. The paper has no FLOPs target; capdist adds one as a cap (never mask past
+it) and :meth:`top_up` finishes with norm ranking when the retrieval signal alone
+does not reach it. All of it is vectorised over batch x neighbours x channels.
+
+Example:
+    >>> sched = RetrievalSchedule(cm, target=0.35, warmup=500, interval=50)  # doctest: +SKIP
+    >>> sched.observe(student_pooled, teacher_pooled)  # dicts: group name -> (B, C)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import ChannelGroup, CompactorModel
+from .schedule import check_target
+
+
+def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, ratio: float,
+                           period: int) -> torch.Tensor:
+    """Units whose contribution is in the lowest ``ratio`` for every query and every neighbour.
+
+    Args:
+        query: (B, C) student features.
+        bank: (N, C) teacher features.
+        k: neighbours per query.
+        ratio: fraction of units counted as low.
+        period: channels per tile (units are ``{b + j*period}``).
+
+    Returns:
+        Bool tensor of length ``period``: True = always low.
+    """
+    q = F.normalize(query.float(), dim=1)
+    g = F.normalize(bank.float(), dim=1)
+    k = min(k, len(g))
+    nbr = (q @ g.T).topk(k, dim=1).indices                       # B x k
+    contrib = (q.unsqueeze(1) * g[nbr]).abs()                    # B x k x C
+    contrib = contrib.view(*contrib.shape[:2], -1, period).sum(2)  # B x k x units
+    n_low = int(ratio * period)
+    if n_low == 0:
+        return torch.zeros(period, dtype=torch.bool)
+    low_idx = contrib.argsort(dim=2)[..., :n_low]                 # B x k x n_low
+    low = torch.zeros_like(contrib, dtype=torch.bool).scatter_(2, low_idx, True)
+    return low.flatten(0, 1).all(0)
+
+
+class RetrievalSchedule:
+    """CDD's retrieval-guided masks with a FLOPs cap.
+
+    Args:
+        cm: the compacted model.
+        target: FLOPs after surgery as a fraction of the original (the cap).
+        warmup: observed steps before masks start.
+        interval: steps between mask updates.
+        k: teacher neighbours per sample.
+        ratio: fraction of channels counted as low-contribution.
+        bank_size: teacher features kept per group (FIFO).
+        deadline: step by which the target must be met (None: no pacing). Between
+            ``warmup`` and ``deadline`` the allowed FLOPs fall linearly from 100% to the
+            target; when retrieval guidance has not masked enough by then, the weakest
+            rows by norm are added, a few at a time, so they still have time to decay.
+    """
+
+    def __init__(self, cm: CompactorModel, target: float, warmup: int = 0, interval: int = 1, k: int = 5,
+                 ratio: float = 0.5, bank_size: int = 1024, deadline: int | None = None) -> None:
+        check_target(cm, target)
+        self.cm = cm
+        self.target = target
+        self.warmup = warmup
+        self.interval = max(1, interval)
+        self.k = k
+        self.ratio = ratio
+        self.bank_size = bank_size
+        self.deadline = deadline
+        self.steps = 0
+        self.banks: dict[str, torch.Tensor] = {}
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps, "banks": {k: v.clone() for k, v in self.banks.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+        self.banks = {k: v.clone() for k, v in state["banks"].items()}
+
+    def _budget(self) -> float:
+        return self.target * self.cm.original_flops * (1 + 1e-9)
+
+    def _push(self, name: str, feats: torch.Tensor) -> None:
+        feats = feats.detach().float().cpu()
+        bank = self.banks.get(name)
+        bank = feats if bank is None else torch.cat([bank, feats])
+        self.banks[name] = bank[-self.bank_size:]
+
+    @torch.no_grad()
+    def observe(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> bool:
+        """Feed one batch of pooled features (group name -> (B, C)); update masks when due.
+
+        The bank is updated after the batch's queries are scored, so a sample never finds
+        its own teacher feature. Returns True if masks were updated.
+        """
+        self.steps += 1
+        due = self.steps >= self.warmup and (self.steps - self.warmup) % self.interval == 0
+        if due:
+            self.update(student)
+            if self.deadline is not None:
+                span = max(1, self.deadline - self.warmup)
+                progress = min(1.0, (self.steps - self.warmup) / span)
+                self.top_up(1.0 - (1.0 - self.target) * progress)
+        for g in self.cm.groups:
+            if g.name in teacher:
+                self._push(g.name, teacher[g.name])
+        return due
+
+    def _kept_units(self, group: ChannelGroup) -> torch.Tensor:
+        return group.mask.view(group.spec.unit_size, group.spec.period)[0].clone()
+
+    def _rounded(self, group: ChannelGroup, n: int) -> int:
+        while n < group.spec.period and not self.cm.width_allowed(group, n):
+            n += 1
+        return n
+
+    def _finish(self, group: ChannelGroup, kept_units: torch.Tensor, fresh: torch.Tensor) -> None:
+        """Set the mask, un-masking the strongest of this update's ``fresh`` units to an allowed width."""
+        n = int(kept_units.sum())
+        extra = self._rounded(group, n) - n
+        if extra > 0:
+            norms = group.unit_norms().masked_fill(~fresh, float("-inf"))
+            kept_units[norms.argsort(descending=True)[:extra]] = True
+        group.set_mask(group.units_to_mask(kept_units))
+
+    @torch.no_grad()
+    def update(self, student: dict[str, torch.Tensor]) -> None:
+        """Mask the always-low units of every group, weakest first, until the FLOPs cap is reached."""
+        for g in self.cm.groups:
+            if self.cm.flops() <= self._budget():
+                return
+            bank = self.banks.get(g.name)
+            if bank is None or g.name not in student or len(bank) == 0:
+                continue
+            low = low_contribution_units(student[g.name], bank, self.k, self.ratio, g.spec.period)
+            kept_units = self._kept_units(g)
+            fresh = torch.zeros_like(kept_units)
+            floor = self.cm.min_units(g)
+            for u in g.unit_norms().argsort().tolist():
+                if not (low[u] and kept_units[u]) or int(kept_units.sum()) - 1 < floor:
+                    continue
+                kept_units[u] = False
+                fresh[u] = True
+                g.set_mask(g.units_to_mask(kept_units))
+                if self.cm.flops() <= self._budget():
+                    break
+            self._finish(g, kept_units, fresh)
+
+    @torch.no_grad()
+    def top_up(self, fraction: float | None = None) -> None:
+        """Reach ``fraction`` (default: the target) of the original FLOPs by norm ranking when
+        retrieval guidance alone did not (masks only grow)."""
+        budget = self._budget() if fraction is None else fraction * self.cm.original_flops
+        if self.cm.flops() <= budget:
+            return
+        groups = self.cm.groups
+        kept = [self._kept_units(g) for g in groups]
+        fresh = [torch.zeros_like(k) for k in kept]
+        floors = [self.cm.min_units(g) for g in groups]
+        sizes = [g.spec.unit_size for g in groups]
+        candidates = sorted((float(n), gi, u) for gi, g in enumerate(groups)
+                            for u, n in enumerate(g.unit_norms().tolist()) if kept[gi][u])
+        for _, gi, u in candidates:
+            if int(kept[gi].sum()) - 1 < floors[gi]:
+                continue
+            kept[gi][u] = False
+            fresh[gi][u] = True
+            widths = [self._rounded(g, int(k.sum())) * s for g, k, s in zip(groups, kept, sizes, strict=True)]
+            if self.cm.flops(np.array(widths, dtype=float)) <= budget:
+                break
+        for g, k, f in zip(groups, kept, fresh, strict=True):
+            self._finish(g, k, f)

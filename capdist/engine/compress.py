@@ -1,0 +1,285 @@
+"""Capacity Dynamic Distillation end to end (CDD, CVPR 2023, arXiv 2303.09230).
+
+A heavy student (a copy of the teacher by default) gets compactors; it is trained
+with CE + batch-hard triplet + KD on logits + CDD's per-block pooled-feature loss
+(+ any extra distillation terms) while gradient resetting lets the channels the
+mask schedule picks die; surgery then removes them. The result is evaluated
+against the teacher, symmetric and asymmetric, and written as a run directory
+that ``capdist.load`` rebuilds without pickle.
+
+Example:
+    >>> cfg = CompressConfig(target_flops=0.35)
+    >>> report = compress("resnet18", "runs/teacher/model.safetensors", "fmnist", cfg, "runs/c")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..benchmarks.report import cost_row, write_report
+from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
+from ..data import BatchPlan, RetrievalData, open_dataset
+from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
+from ..distill.features import pooled_feature_loss
+from ..distill.logits import kd_loss
+from ..io.atomic import prepare_out_dir
+from ..io.run_dir import load, save_run
+from ..io.weights import load_weights
+from ..models import RetrievalNet
+from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
+from .distributed import init_distributed
+from .retrieval import evaluate_models
+from .trainer import TrainConfig, Trainer
+
+
+@dataclass
+class CompressConfig:
+    """What ``capdist compress`` does.
+
+    Attributes:
+        target_flops: FLOPs of the result as a fraction of the teacher's.
+        schedule: ``"retrieval"`` (CDD's RGGR, capped at the target) or ``"norm"`` (ResRep).
+        scope: ``"internal"`` or ``"all"`` compactor placement.
+        mask_warmup: epochs before masks start.
+        mask_until: fraction of training by which the norm schedule reaches the target.
+        penalty: group-lasso strength (CDD: 4e-3).
+        compactor_momentum: SGD momentum of the compactors (ResRep: 0.99 over long schedules;
+            0.9 lets masked rows settle at zero within the short runs users make).
+        round_to: kept widths are multiples of this.
+        kd_temperature: KD temperature (CDD: 2).
+        pooled_weight: weight of CDD's per-block pooled-feature loss (0.5).
+        distill: extra terms, e.g. ``"rkd_distance:25,fitnet:2@backbone.layer3"``.
+        k, ratio, bank_size: retrieval schedule neighbours, low fraction, bank length.
+        finetune_epochs: epochs of plain fine-tuning after surgery.
+        train: optimizer, epochs, batch.
+    """
+
+    target_flops: float = 0.35
+    schedule: str = "retrieval"
+    scope: str = "internal"
+    mask_warmup: float = 1.0
+    mask_until: float = 0.6
+    penalty: float = 4e-3
+    compactor_momentum: float = 0.9
+    round_to: int = 1
+    kd_temperature: float = 2.0
+    pooled_weight: float = 0.5
+    distill: str = ""
+    k: int = 5
+    ratio: float = 0.5
+    bank_size: int = 1024
+    finetune_epochs: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_teacher(teacher: str, weights: str | None, num_classes: int) -> nn.Module:
+    """A trained teacher from a run directory, or an architecture name plus a weights file."""
+    if Path(teacher).is_dir():
+        return load(teacher)
+    if weights and (Path(weights).parent / "config.json").is_file():
+        from ..io.run_dir import build_from_config, read_config
+
+        model = build_from_config(read_config(Path(weights).parent))
+    else:
+        model = RetrievalNet(teacher, num_classes)
+    if weights:
+        load_weights(model, weights)
+    return model.eval()
+
+
+def stage_names(model: nn.Module, x: torch.Tensor, limit: int = 4) -> list[str]:
+    """The last ``limit`` backbone stages with 4-D outputs (CDD distils one pooled feature per block)."""
+    backbone = model.backbone if hasattr(model, "backbone") else model
+    prefix = "backbone." if hasattr(model, "backbone") else ""
+    root, root_name = backbone, ""
+    if isinstance(getattr(backbone, "features", None), nn.Sequential):
+        root, root_name = backbone.features, "features."
+    shapes: dict[str, int] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, o, n=name: shapes.__setitem__(n, o.dim()))
+             for name, m in root.named_children() if isinstance(m, nn.Sequential)]
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        model(x)
+    model.train(was)
+    for h in hooks:
+        h.remove()
+    names = [prefix + root_name + n for n, d in shapes.items() if d == 4]
+    return names[-limit:]
+
+
+def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig) -> float:
+    """Lasso on masked rows large enough that a row of norm 1.5 masked at ``deadline`` reaches zero
+    by the end (never below ``penalty``): with SGD momentum m a constant gradient g moves a row by
+    about lr * g / (1 - m) per step."""
+    travel = sum(trainer.lr_factor(t) for t in range(deadline, trainer.total_steps)) * config.train.lr
+    travel /= 1.0 - config.compactor_momentum
+    return max(config.penalty, 1.5 / max(travel, 1e-12))
+
+
+def _pooled(t: torch.Tensor) -> torch.Tensor:
+    return t.mean((2, 3)) if t.dim() == 4 else t.reshape(t.shape[0], -1, t.shape[-1]).mean(1)
+
+
+def _eval_pair(model: nn.Module, teacher: nn.Module, data: RetrievalData, device: str) -> dict:
+    return {"symmetric": evaluate_models(model, data, device=device),
+            "asymmetric": evaluate_models(model, data, gallery_model=teacher, device=device)}
+
+
+def compress(teacher_name: str, weights: str | None, data_spec: str, config: CompressConfig, out: str | Path,
+             student_name: str | None = None, student_weights: str | None = None,
+             train_subset: int | None = None, resume: bool = False, overwrite: bool = False,
+             device: str = "cpu") -> dict:
+    """Run CDD and write the compressed model and its report into ``out``."""
+    start = time.time()
+    ctx = init_distributed(device)
+    out = Path(out)
+    data = open_dataset(data_spec).train_subset(train_subset, seed=config.train.seed)
+    teacher = load_teacher(teacher_name, weights, data.num_classes).to(ctx.device)
+    if student_name:
+        student = RetrievalNet(student_name, data.num_classes)
+        if student_weights:
+            load_weights(student, student_weights)
+    else:
+        student = copy.deepcopy(teacher)
+    if ctx.is_main:
+        prepare_out_dir(out, overwrite=overwrite, resume=resume)
+    ctx.barrier()
+    example = torch.stack([data.train[i][0] for i in range(2)])
+    cm = attach(student.train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
+                                                          round_to=config.round_to))
+    frozen = Teacher(teacher)
+    stages = stage_names(student, example)
+    group_layers = {g.name: g.spec.anchors[0] for g in cm.groups}
+    cap_s = FeatureCapture(student, stages + list(group_layers.values()))
+    cap_t = FeatureCapture(frozen, stages + list(group_layers.values()))
+    extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
+
+    tcfg = config.train
+    steps_per_epoch = BatchPlan(data.train.pids, tcfg.batch_size, tcfg.seed, tcfg.instances).steps_per_epoch()
+    total = steps_per_epoch * tcfg.epochs
+    warmup = int(config.mask_warmup * steps_per_epoch)
+    interval = max(1, steps_per_epoch // 10)
+    if config.schedule == "norm":
+        units = sum(g.spec.period for g in cm.groups)
+        updates = max(1, (int(config.mask_until * total) - warmup) // interval)
+        schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval,
+                                granularity=max(1, math.ceil(units / updates)))
+    elif config.schedule == "retrieval":
+        schedule = RetrievalSchedule(cm, config.target_flops, warmup=warmup, interval=interval, k=config.k,
+                                     ratio=config.ratio, bank_size=config.bank_size,
+                                     deadline=int(config.mask_until * total))
+    else:
+        raise ValueError(f"unknown schedule '{config.schedule}' (retrieval or norm)")
+    last_feats: dict[str, dict] = {}
+
+    def objective(net, images, pids, step):
+        s_out = net(images)
+        t_out = frozen(images)
+        terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
+                 "triplet": batch_hard_triplet(s_out["feature"], pids),
+                 "kd": kd_loss(s_out["logits"], t_out["logits"], config.kd_temperature),
+                 "cdd_pooled": config.pooled_weight * pooled_feature_loss(
+                     [cap_s.features[n] for n in stages], [cap_t.features[n] for n in stages])}
+        if extras is not None:
+            terms.update(extras(s_out, t_out, pids))
+        last_feats["s"] = {g: _pooled(cap_s.features[n]).detach() for g, n in group_layers.items()}
+        last_feats["t"] = {g: _pooled(cap_t.features[n]).detach() for g, n in group_layers.items()}
+        return {"loss": sum(terms.values()), **terms}
+
+    def after_step(step: int) -> None:
+        if isinstance(schedule, NormSchedule):
+            schedule.step()
+        else:
+            schedule.observe(last_feats["s"], last_feats["t"])
+
+    groups = cm.param_groups(lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
+                             compactor_momentum=config.compactor_momentum)
+    if extras is not None and any(True for _ in extras.parameters()):
+        groups.append({"params": list(extras.parameters())})
+    trainer = Trainer(student, objective, data.train, tcfg, out, param_groups=groups, ctx=ctx,
+                      stateful={"schedule": schedule}, after_step=after_step)
+    cm.config.masked_penalty = masked_penalty_for(trainer, int(config.mask_until * total), config)
+    cm.register_step_hook(trainer.optimizer)
+    trainer.fit(resume=resume)
+    train_seconds = time.time() - start
+    if isinstance(schedule, NormSchedule):
+        if not schedule.reached():
+            schedule.update(limit=10**9)
+    else:
+        schedule.top_up()
+    cap_s.remove()
+    cap_t.remove()
+    report: dict = {}
+    if ctx.is_main:
+        report = _finish(cm, student, teacher, data, config, out, str(ctx.device), train_seconds, stages, data_spec)
+    ctx.barrier()
+    return report
+
+
+def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, device: str, train_seconds: float,
+            stages: list[str], data_spec: str) -> dict:
+    """Surgery, optional fine-tuning, evaluation and the output directory."""
+    student.eval()
+    real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
+    res = surgery(cm, real)
+    rows = []
+    shape = tuple(data.image_shape)
+    rows.append({"name": "teacher", **cost_row(teacher, shape),
+                 "symmetric": evaluate_models(teacher, data, device=device), "asymmetric": {}})
+    rows.append({"name": "student (compactors, before surgery)", **cost_row(student, shape),
+                 **_eval_pair(student, teacher, data, device)})
+    pruned = res.model
+    rows.append({"name": "compressed (after surgery)", **cost_row(pruned, shape),
+                 **_eval_pair(pruned, teacher, data, device)})
+    final = pruned
+    if config.finetune_epochs:
+        final = copy.deepcopy(pruned).train()
+        frozen = Teacher(teacher)
+
+        def objective(net, images, pids, step):
+            s_out, t_out = net(images), frozen(images)
+            terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
+                     "triplet": batch_hard_triplet(s_out["feature"], pids),
+                     "kd": kd_loss(s_out["logits"], t_out["logits"], config.kd_temperature)}
+            return {"loss": sum(terms.values()), **terms}
+
+        ft = copy.deepcopy(config.train)
+        ft.epochs, ft.lr, ft.warmup_epochs = config.finetune_epochs, config.train.lr * 0.1, 0.0
+        Trainer(final, objective, data.train, ft, out / "finetune").fit()
+        final.eval()
+        rows.append({"name": f"compressed + {config.finetune_epochs} fine-tune epochs", **cost_row(final, shape),
+                     **_eval_pair(final, teacher, data, device)})
+    spec = teacher.spec if hasattr(teacher, "spec") else {}
+    save_run(out, final, {"model": spec, "data": data_spec, "image_shape": list(shape), "mean": data.mean,
+                          "std": data.std, "compress": {k: v for k, v in asdict(config).items() if k != "train"},
+                          "train": asdict(config.train)}, plan=res.plan)
+    sample = real[:4].cpu()
+    with torch.no_grad():
+        emb = final.cpu()(sample)["embedding"]
+    from safetensors.torch import save
+
+    from ..io.atomic import atomic_write_bytes
+
+    atomic_write_bytes(out / "sample.safetensors", save({"images": sample.contiguous(), "embedding": emb}))
+    extra = {"target_flops": config.target_flops, "penalty": config.penalty,
+             "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
+             "schedule": config.schedule, "scope": config.scope,
+             "epochs": config.train.epochs, "finetune_epochs": config.finetune_epochs,
+             "surgery_max_abs_diff": res.max_abs_diff, "surgery_rel_diff": res.rel_diff,
+             "masked_rows_drift": res.drift, "training_seconds": round(train_seconds, 1),
+             "flops_fraction": rows[-1]["flops"] / rows[0]["flops"], "distill_blocks": stages,
+             "data": data_spec}
+    write_report(out, rows, extra, f"capdist compress: {config.schedule} schedule, scope {config.scope}, "
+                                   f"target {config.target_flops:.0%} FLOPs")
+    for leftover in (out / "checkpoint.pt", out / "finetune" / "checkpoint.pt"):
+        if leftover.exists():
+            leftover.unlink()
+    return {"models": rows, **extra}
