@@ -21,7 +21,7 @@ from capdist.compactor.cost import fvcore_by_module
 from capdist.errors import CapdistError
 from capdist.models import build_model
 
-MIN_SIZE = {"inception_v3": 96}
+MIN_SIZE = {"inception_v3": 96, "vit_b_16": 224, "swin_t": 224, "maxvit_t": 224}
 FAMILIES = ["alexnet", "resnet18", "resnet50", "resnext50_32x4d", "wide_resnet50_2", "vgg11_bn",
             "mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "efficientnet_b0", "efficientnet_v2_s",
             "regnet_x_400mf", "regnet_y_400mf", "shufflenet_v2_x1_0", "squeezenet1_0", "densenet121",
@@ -68,7 +68,7 @@ def main() -> None:
              "after surgery; `rel diff` = max |pruned - masked| / max |masked|.",
              f"Reproduce: `.venv/bin/python scripts/coverage.py --size {args.size}` (one model per "
              "family; `--all` runs every model in `torchvision.models.list_models`). inception_v3 runs at "
-             "96x96, its smallest traceable size.", "",
+             "96x96, the transformers at 224x224 (their fixed input sizes).", "",
              "| model | groups | GFLOPs before | GFLOPs after | after/before | rel diff | time (s) "
              "| status |", "|---|---|---|---|---|---|---|---|"]
     for name in names:

@@ -32,10 +32,11 @@ cli.add_command(profile_cmd)
 def _register_optional() -> None:
     from .compress import compress_cmd
     from .demo import demo_cmd
+    from .export import export_cmd
     from .losses import losses_cmd
     from .train import eval_cmd, train_cmd
 
-    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd):
+    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd, export_cmd):
         cli.add_command(cmd)
 
 

@@ -76,6 +76,16 @@ class RetrievalData:
     def leave_one_out(self) -> bool:
         return self.query is self.gallery
 
+    def test_subset(self, n: int | None) -> RetrievalData:
+        """The same data with the first ``n`` query items (leave-one-out sets only)."""
+        if not n or n >= len(self.query) or not self.leave_one_out:
+            return self
+        q = self.query
+        test = TensorImages(q.images[:n], q.pids[:n], q.camids[:n])
+        test._mean, test._std = q._mean, q._std
+        return RetrievalData(self.name, self.train, test, test, self.protocol, self.num_classes,
+                             self.image_shape, self.mean, self.std)
+
     def train_subset(self, n: int | None, seed: int = 0) -> RetrievalData:
         """The same data with at most ``n`` training items (a seeded, class-stratified draw)."""
         if not n or n >= len(self.train):

@@ -58,6 +58,7 @@ class CompressConfig:
         distill: extra terms, e.g. ``"rkd_distance:25,fitnet:2@backbone.layer3"``.
         k, ratio, bank_size: retrieval schedule neighbours, low fraction, bank length.
         finetune_epochs: epochs of plain fine-tuning after surgery.
+        latency_repeats: timed passes per latency figure in the report.
         train: optimizer, epochs, batch.
     """
 
@@ -76,6 +77,7 @@ class CompressConfig:
     ratio: float = 0.5
     bank_size: int = 1024
     finetune_epochs: int = 0
+    latency_repeats: int = 10
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -136,12 +138,12 @@ def _eval_pair(model: nn.Module, teacher: nn.Module, data: RetrievalData, device
 def compress(teacher_name: str, weights: str | None, data_spec: str, config: CompressConfig, out: str | Path,
              student_name: str | None = None, student_weights: str | None = None,
              train_subset: int | None = None, resume: bool = False, overwrite: bool = False,
-             device: str = "cpu") -> dict:
+             device: str = "cpu", test_subset: int | None = None) -> dict:
     """Run CDD and write the compressed model and its report into ``out``."""
     start = time.time()
     ctx = init_distributed(device)
     out = Path(out)
-    data = open_dataset(data_spec).train_subset(train_subset, seed=config.train.seed)
+    data = open_dataset(data_spec).train_subset(train_subset, seed=config.train.seed).test_subset(test_subset)
     teacher = load_teacher(teacher_name, weights, data.num_classes).to(ctx.device)
     if student_name:
         student = RetrievalNet(student_name, data.num_classes)
@@ -232,12 +234,16 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     res = surgery(cm, real)
     rows = []
     shape = tuple(data.image_shape)
-    rows.append({"name": "teacher", **cost_row(teacher, shape),
+
+    def _cost(model: nn.Module) -> dict:
+        return cost_row(model, shape, config.latency_repeats)
+
+    rows.append({"name": "teacher", **_cost(teacher),
                  "symmetric": evaluate_models(teacher, data, device=device), "asymmetric": {}})
-    rows.append({"name": "student (compactors, before surgery)", **cost_row(student, shape),
+    rows.append({"name": "student (compactors, before surgery)", **_cost(student),
                  **_eval_pair(student, teacher, data, device)})
     pruned = res.model
-    rows.append({"name": "compressed (after surgery)", **cost_row(pruned, shape),
+    rows.append({"name": "compressed (after surgery)", **_cost(pruned),
                  **_eval_pair(pruned, teacher, data, device)})
     final = pruned
     if config.finetune_epochs:
@@ -255,7 +261,7 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
         ft.epochs, ft.lr, ft.warmup_epochs = config.finetune_epochs, config.train.lr * 0.1, 0.0
         Trainer(final, objective, data.train, ft, out / "finetune").fit()
         final.eval()
-        rows.append({"name": f"compressed + {config.finetune_epochs} fine-tune epochs", **cost_row(final, shape),
+        rows.append({"name": f"compressed + {config.finetune_epochs} fine-tune epochs", **_cost(final),
                      **_eval_pair(final, teacher, data, device)})
     spec = teacher.spec if hasattr(teacher, "spec") else {}
     save_run(out, final, {"model": spec, "data": data_spec, "image_shape": list(shape), "mean": data.mean,

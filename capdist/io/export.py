@@ -1,0 +1,112 @@
+"""Export a run directory to ONNX or TorchScript and check the exported model against PyTorch
+(CDD, CVPR 2023 deploys the compressed query encoder; the check covers the embedding).
+
+Example:
+    >>> result = export_run("runs/cdd35", "onnx")  # doctest: +SKIP
+    >>> result.max_abs_diff < 1e-4  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from ..errors import CapdistError
+from .run_dir import load, read_config
+
+
+class ExportError(CapdistError):
+    """An export that fails or a format that is not supported."""
+
+
+class EmbeddingOnly(nn.Module):
+    """The retrieval path of a model: images -> embedding."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.model(x)
+        return out["embedding"] if isinstance(out, dict) else out
+
+
+class OnnxModule(nn.Module):
+    """Runs an ONNX file with onnxruntime behind an ``nn.Module`` interface (for evaluation)."""
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {"images": x.detach().cpu().numpy()})[0])
+
+
+@dataclass
+class ExportResult:
+    """Where the file went and how far it is from PyTorch."""
+
+    path: Path
+    max_abs_diff: float
+    module: nn.Module
+
+
+def _sample(run: Path, config: dict) -> torch.Tensor:
+    sample = run / "sample.safetensors"
+    if sample.is_file():
+        return load_file(str(sample))["images"]
+    shape = config.get("image_shape", [3, 224, 224])
+    return torch.randn(4, *shape, generator=torch.Generator().manual_seed(0))
+
+
+def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> ExportResult:
+    """Export the embedding path of ``run_dir`` as ``onnx`` or ``torchscript`` (written atomically).
+
+    Raises:
+        ExportError: unknown format or a failed export.
+    """
+    run = Path(run_dir)
+    config = read_config(run)
+    model = EmbeddingOnly(load(run)).eval()
+    x = _sample(run, config)
+    suffix = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}.get(fmt)
+    if suffix is None:
+        raise ExportError(f"unknown export format '{fmt}' (onnx or torchscript)")
+    path = Path(out) if out else run / f"model{suffix}"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "onnx":
+                torch.onnx.export(model, (x,), tmp, dynamo=False, input_names=["images"],
+                                  output_names=["embedding"],
+                                  dynamic_axes={"images": {0: "batch"}, "embedding": {0: "batch"}})
+                exported: nn.Module = OnnxModule(tmp)
+            else:
+                traced = torch.jit.trace(model, x)
+                traced.save(tmp)
+                exported = torch.jit.load(tmp)
+        with torch.no_grad():
+            diff = float((exported(x).float() - model(x).float()).abs().max())
+        os.replace(tmp, path)
+    except CapdistError:
+        raise
+    except Exception as exc:  # exporters raise many types
+        raise ExportError(f"{fmt} export of {run} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") \
+            from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if fmt == "onnx":
+        exported = OnnxModule(path)
+    return ExportResult(path=path, max_abs_diff=diff, module=exported)

@@ -1,0 +1,129 @@
+"""capdist compress end to end on digits, the retrieval schedule, load and export."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from capdist.compactor import CompactorConfig, RetrievalSchedule, attach
+from capdist.compactor.cost import fvcore_by_module
+from capdist.engine import TrainConfig
+from capdist.engine.compress import CompressConfig, compress
+from capdist.errors import CheckpointError, OutputExists, UnreachableTarget
+from capdist.io import save_run, save_weights
+from capdist.io.export import EmbeddingOnly, export_run
+from capdist.models import RetrievalNet
+from capdist.testing import TinyResNet
+
+FILES = {"model.safetensors", "plan.json", "config.json", "report.json", "report.md", "accuracy_vs_flops.png",
+         "metrics.jsonl", "sample.safetensors"}
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("teacher")
+    torch.manual_seed(0)
+    net = RetrievalNet("tiny_resnet", num_classes=10, backbone_kwargs={"width": 8})
+    save_run(path, net, {"model": net.spec})
+    return path
+
+
+def _config(schedule, scope, epochs=2):
+    return CompressConfig(target_flops=0.5, schedule=schedule, scope=scope, latency_repeats=2,
+                          train=TrainConfig(epochs=epochs, batch_size=32, lr=0.05, progress=False, warmup_epochs=0))
+
+
+@pytest.mark.parametrize("schedule", ["retrieval", "norm"])
+@pytest.mark.parametrize("scope", ["internal", "all"])
+def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, scope):
+    out = tmp_path / "out"
+    report = compress(str(teacher_dir), None, "digits", _config(schedule, scope), out, train_subset=320)
+    assert {p.name for p in out.iterdir() if p.is_file()} == FILES
+    rep = json.loads((out / "report.json").read_text())
+    names = [m["name"] for m in rep["models"]]
+    assert names[0] == "teacher" and "compressed (after surgery)" in names
+    final = rep["models"][-1]
+    assert final["flops"] <= 0.5 * rep["models"][0]["flops"] * 1.0001
+    assert {"mAP", "R@1"} <= set(final["symmetric"]) and {"mAP", "R@1"} <= set(final["asymmetric"])
+    assert rep["surgery_rel_diff"] <= 1e-4
+    assert report["flops_fraction"] <= 0.5
+    assert (out / "accuracy_vs_flops.png").read_bytes()[:4] == b"\x89PNG"
+    assert not any(p.suffix in (".pt", ".pth", ".pkl") for p in out.rglob("*"))
+
+
+def test_load_in_fresh_process_reproduces_saved_outputs_and_exports_match(teacher_dir, tmp_path):
+    out = tmp_path / "c"
+    compress(str(teacher_dir), None, "digits", _config("retrieval", "all"), out, train_subset=320)
+    code = ("import capdist, torch, sys; from safetensors.torch import load_file\n"
+            f"s = load_file('{out}/sample.safetensors'); m = capdist.load('{out}')\n"
+            "with torch.no_grad(): e = m(s['images'])['embedding']\n"
+            "sys.exit(0 if torch.equal(e, s['embedding']) else 1)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    fv = fvcore_by_module(EmbeddingOnly(__import__("capdist").load(out)), (torch.randn(1, 3, 16, 16),))[""]
+    assert fv > 0
+    for fmt in ("onnx", "torchscript"):
+        result = export_run(out, fmt)
+        assert result.path.exists() and result.max_abs_diff <= 1e-4
+
+
+def test_bad_inputs(teacher_dir, tmp_path):
+    save_weights(RetrievalNet("resnet18", num_classes=10), tmp_path / "r18.safetensors")
+    with pytest.raises(CheckpointError, match="do not fit RetrievalNet.*(missing|unexpected|shape)"):
+        compress("tiny_resnet", str(tmp_path / "r18.safetensors"), "digits", _config("norm", "internal"),
+                 tmp_path / "x1")
+    assert not (tmp_path / "x1").exists()
+    with pytest.raises(UnreachableTarget, match="lowest reachable"):
+        compress(str(teacher_dir), None, "digits", CompressConfig(target_flops=0.001, train=TrainConfig(epochs=1)),
+                 tmp_path / "x2", train_subset=64)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("x")
+    with pytest.raises(OutputExists):
+        compress(str(teacher_dir), None, "digits", _config("norm", "all"), busy, train_subset=64)
+    assert (busy / "keep.txt").read_text() == "x"
+
+
+def _group_model():
+    net = TinyResNet(in_channels=1, width=8)
+    return attach(net, torch.randn(1, 1, 8, 8), CompactorConfig(scope="internal"))
+
+
+def test_retrieval_schedule_masks_exactly_the_channels_that_contribute_nothing():
+    cm = _group_model()
+    g = cm.groups[0]
+    c = g.channels
+    dead = torch.zeros(c, dtype=torch.bool)
+    dead[[1, 4, 6]] = True
+    gen = torch.Generator().manual_seed(0)
+    teacher = torch.rand(64, c, generator=gen) + 0.5
+    teacher[:, dead] = 0.0           # the teacher gallery has nothing in these channels
+    student = torch.rand(16, c, generator=gen) + 0.5
+    sched = RetrievalSchedule(cm, target=0.2, warmup=1, interval=1, k=5, ratio=3 / c)
+    sched.observe({}, {g.name: teacher})
+    sched.observe({g.name: student}, {})
+    assert torch.equal(~g.mask, dead)
+    for other in cm.groups[1:]:
+        assert other.mask.all()
+
+
+def test_retrieval_masks_never_shrink_and_cap_holds():
+    cm = _group_model()
+    gen = torch.Generator().manual_seed(1)
+    sched = RetrievalSchedule(cm, target=0.8, warmup=0, interval=1, k=3, ratio=0.5)
+    previous = [g.mask.clone() for g in cm.groups]
+    for _ in range(12):
+        feats = {g.name: torch.rand(8, g.channels, generator=gen) for g in cm.groups}
+        sched.observe(feats, {k: v + torch.rand(v.shape, generator=gen) for k, v in feats.items()})
+        for g, before in zip(cm.groups, previous, strict=True):
+            assert not (g.mask & ~before).any()
+        previous = [g.mask.clone() for g in cm.groups]
+        flops = cm.flops()
+        masked_any = any((~g.mask).any() for g in cm.groups)
+        if masked_any:
+            # each update stops at the first unit that meets the cap, so the cap is never overshot
+            # by more than the last unit masked
+            assert flops >= 0.8 * cm.original_flops * 0.9
+    sched.top_up()
+    assert cm.flops() <= 0.8 * cm.original_flops * 1.0001
