@@ -34,9 +34,11 @@ def _register_optional() -> None:
     from .demo import demo_cmd
     from .export import export_cmd
     from .losses import losses_cmd
+    from .prune import prune_cmd
+    from .report import report_cmd
     from .train import eval_cmd, train_cmd
 
-    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd, export_cmd):
+    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd, export_cmd, prune_cmd, report_cmd):
         cli.add_command(cmd)
 
 

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -23,19 +24,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..benchmarks.report import cost_row, write_report
 from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
 from ..data import BatchPlan, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import pooled_feature_loss
 from ..distill.logits import kd_loss
 from ..io.atomic import prepare_out_dir
-from ..io.run_dir import load, save_run
+from ..io.run_dir import load
 from ..io.weights import load_weights
 from ..models import RetrievalNet
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from .distributed import init_distributed
-from .retrieval import evaluate_models
+from .outputs import model_row, save_result
 from .trainer import TrainConfig, Trainer
 
 
@@ -130,11 +130,6 @@ def _pooled(t: torch.Tensor) -> torch.Tensor:
     return t.mean((2, 3)) if t.dim() == 4 else t.reshape(t.shape[0], -1, t.shape[-1]).mean(1)
 
 
-def _eval_pair(model: nn.Module, teacher: nn.Module, data: RetrievalData, device: str) -> dict:
-    return {"symmetric": evaluate_models(model, data, device=device),
-            "asymmetric": evaluate_models(model, data, gallery_model=teacher, device=device)}
-
-
 def compress(teacher_name: str, weights: str | None, data_spec: str, config: CompressConfig, out: str | Path,
              student_name: str | None = None, student_weights: str | None = None,
              train_subset: int | None = None, resume: bool = False, overwrite: bool = False,
@@ -226,66 +221,55 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
     return report
 
 
+def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: TrainConfig, epochs: int,
+             kd_temperature: float, out: Path, extras: str = "") -> nn.Module:
+    """Fine-tune a plain (pruned) model with CE + triplet + KD (+ extra terms) at a tenth of the lr."""
+    model = copy.deepcopy(model).train()
+    frozen = Teacher(teacher)
+    example = torch.stack([data.train[i][0] for i in range(2)])
+    more = DistillObjective(parse_spec(extras), model, frozen, example) if extras else None
+
+    def objective(net, images, pids, step):
+        s_out, t_out = net(images), frozen(images)
+        terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
+                 "triplet": batch_hard_triplet(s_out["feature"], pids),
+                 "kd": kd_loss(s_out["logits"], t_out["logits"], kd_temperature)}
+        if more is not None:
+            terms.update(more(s_out, t_out, pids))
+        return {"loss": sum(terms.values()), **terms}
+
+    cfg = copy.deepcopy(train)
+    cfg.epochs, cfg.lr, cfg.warmup_epochs = epochs, train.lr * 0.1, 0.0
+    params = list(model.parameters()) + (list(more.parameters()) if more is not None else [])
+    Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}]).fit()
+    return model.eval()
+
+
 def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, device: str, train_seconds: float,
             stages: list[str], data_spec: str) -> dict:
     """Surgery, optional fine-tuning, evaluation and the output directory."""
     student.eval()
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
     res = surgery(cm, real)
-    rows = []
-    shape = tuple(data.image_shape)
-
-    def _cost(model: nn.Module) -> dict:
-        return cost_row(model, shape, config.latency_repeats)
-
-    rows.append({"name": "teacher", **_cost(teacher),
-                 "symmetric": evaluate_models(teacher, data, device=device), "asymmetric": {}})
-    rows.append({"name": "student (compactors, before surgery)", **_cost(student),
-                 **_eval_pair(student, teacher, data, device)})
-    pruned = res.model
-    rows.append({"name": "compressed (after surgery)", **_cost(pruned),
-                 **_eval_pair(pruned, teacher, data, device)})
-    final = pruned
+    reps = config.latency_repeats
+    rows = [model_row("teacher", teacher, None, data, device, reps),
+            model_row("student (compactors, before surgery)", student, teacher, data, device, reps),
+            model_row("compressed (after surgery)", res.model, teacher, data, device, reps)]
+    final = res.model
     if config.finetune_epochs:
-        final = copy.deepcopy(pruned).train()
-        frozen = Teacher(teacher)
-
-        def objective(net, images, pids, step):
-            s_out, t_out = net(images), frozen(images)
-            terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
-                     "triplet": batch_hard_triplet(s_out["feature"], pids),
-                     "kd": kd_loss(s_out["logits"], t_out["logits"], config.kd_temperature)}
-            return {"loss": sum(terms.values()), **terms}
-
-        ft = copy.deepcopy(config.train)
-        ft.epochs, ft.lr, ft.warmup_epochs = config.finetune_epochs, config.train.lr * 0.1, 0.0
-        Trainer(final, objective, data.train, ft, out / "finetune").fit()
-        final.eval()
-        rows.append({"name": f"compressed + {config.finetune_epochs} fine-tune epochs", **_cost(final),
-                     **_eval_pair(final, teacher, data, device)})
-    spec = teacher.spec if hasattr(teacher, "spec") else {}
-    save_run(out, final, {"model": spec, "data": data_spec, "image_shape": list(shape), "mean": data.mean,
-                          "std": data.std, "compress": {k: v for k, v in asdict(config).items() if k != "train"},
-                          "train": asdict(config.train)}, plan=res.plan)
-    sample = real[:4].cpu()
-    with torch.no_grad():
-        emb = final.cpu()(sample)["embedding"]
-    from safetensors.torch import save
-
-    from ..io.atomic import atomic_write_bytes
-
-    atomic_write_bytes(out / "sample.safetensors", save({"images": sample.contiguous(), "embedding": emb}))
-    extra = {"target_flops": config.target_flops, "penalty": config.penalty,
+        final = finetune(res.model, teacher, data, config.train, config.finetune_epochs, config.kd_temperature,
+                         out / "finetune", config.distill)
+        rows.append(model_row(f"compressed + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
+                              device, reps))
+    extra = {"method": f"cdd-{config.schedule}", "target_flops": config.target_flops, "penalty": config.penalty,
              "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
              "schedule": config.schedule, "scope": config.scope,
              "epochs": config.train.epochs, "finetune_epochs": config.finetune_epochs,
              "surgery_max_abs_diff": res.max_abs_diff, "surgery_rel_diff": res.rel_diff,
              "masked_rows_drift": res.drift, "training_seconds": round(train_seconds, 1),
-             "flops_fraction": rows[-1]["flops"] / rows[0]["flops"], "distill_blocks": stages,
-             "data": data_spec}
-    write_report(out, rows, extra, f"capdist compress: {config.schedule} schedule, scope {config.scope}, "
-                                   f"target {config.target_flops:.0%} FLOPs")
-    for leftover in (out / "checkpoint.pt", out / "finetune" / "checkpoint.pt"):
-        if leftover.exists():
-            leftover.unlink()
-    return {"models": rows, **extra}
+             "distill_blocks": stages}
+    settings = {"compress": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
+    save_result(out, final, teacher, data, data_spec, res.plan, settings, rows, extra,
+                f"capdist compress: {config.schedule} schedule, scope {config.scope}, "
+                f"target {config.target_flops:.0%} FLOPs")
+    return json.loads((out / "report.json").read_text())

@@ -65,6 +65,11 @@ def load(path: str | Path) -> nn.Module:
             plan = json.loads(plan_file.read_text())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{plan_file} is corrupt ({exc.msg})") from None
-        replay(model, plan)
+        if plan.get("kind") == "torch-pruning":
+            from ..pruners import replay_history
+
+            replay_history(model, plan)
+        else:
+            replay(model, plan)
     load_weights(model, run / "model.safetensors")
     return model.eval()

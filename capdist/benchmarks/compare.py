@@ -1,0 +1,120 @@
+"""Compare compression runs: one table (Markdown + CSV) and mAP-vs-FLOPs / mAP-vs-latency plots,
+one line per method, Pareto front marked (how CDD, CVPR 2023 and the pruning literature compare).
+
+Example:
+    >>> compare_runs(["runs/cdd35", "runs/taylor35"], "runs/report")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from ..errors import CapdistError
+from ..io.atomic import atomic_write_bytes, atomic_write_json
+
+
+class ReportError(CapdistError):
+    """Runs that cannot be compared."""
+
+
+def _method(report: dict, config: dict) -> str:
+    if "method" in report:
+        return report["method"]
+    if "compress" in config:
+        return f"cdd-{config['compress']['schedule']}"
+    return config.get("prune", {}).get("method", "unknown")
+
+
+def collect(run_dirs: list[str | Path]) -> tuple[list[dict], dict]:
+    """The final model of every run, with its method, plus the teacher row."""
+    rows, teacher, datasets = [], None, set()
+    for run in map(Path, run_dirs):
+        path = run / "report.json"
+        if not path.is_file():
+            raise ReportError(f"{run} has no report.json (run compress or prune there first)")
+        report = json.loads(path.read_text())
+        config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        datasets.add(report.get("data", config.get("data")))
+        final = report["models"][-1]
+        rows.append({"run": str(run), "method": _method(report, config), "target": report.get("target_flops"),
+                     **{k: final[k] for k in ("flops", "params", "latency_b1_ms", "latency_b32_ms")},
+                     "mAP": final["symmetric"]["mAP"], "R@1": final["symmetric"]["R@1"],
+                     "mAP_asym": final.get("asymmetric", {}).get("mAP"),
+                     "epochs": report.get("epochs", report.get("finetune_epochs"))})
+        teacher = teacher or report["models"][0]
+    if len(datasets) > 1:
+        raise ReportError(f"runs use different datasets ({', '.join(sorted(map(str, datasets)))}); "
+                          "compare runs of one dataset at a time")
+    return rows, teacher
+
+
+def pareto(rows: list[dict], cost: str) -> set[int]:
+    """Indices of rows no other row beats on both lower ``cost`` and higher mAP."""
+    front = set()
+    for i, r in enumerate(rows):
+        if not any(o[cost] <= r[cost] and o["mAP"] >= r["mAP"] and (o[cost] < r[cost] or o["mAP"] > r["mAP"])
+                   for o in rows):
+            front.add(i)
+    return front
+
+
+def _plot(rows: list[dict], teacher: dict, cost: str, label: str, path: Path, front: set[int]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    by_method = defaultdict(list)
+    for i, r in enumerate(rows):
+        by_method[r["method"]].append((r[cost], 100 * r["mAP"], i))
+    for method, pts in sorted(by_method.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+    for i in front:
+        ax.scatter(rows[i][cost], 100 * rows[i]["mAP"], s=140, facecolors="none", edgecolors="black")
+    ax.axhline(100 * teacher["symmetric"]["mAP"], color="gray", linestyle="--", label="teacher")
+    ax.set_xlabel(label)
+    ax.set_ylabel("mAP (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("circled: Pareto front")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def compare_runs(run_dirs: list[str | Path], out: str | Path) -> list[dict]:
+    """Write ``comparison.md``, ``comparison.csv``, ``comparison.json`` and two plots into ``out``."""
+    rows, teacher = collect(run_dirs)
+    rows.sort(key=lambda r: (r["method"], -r["flops"]))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    front = pareto(rows, "flops")
+    base = teacher["flops"]
+    lines = [f"Teacher: {base / 1e9:.4f} GFLOPs, mAP {100 * teacher['symmetric']['mAP']:.2f}, "
+             f"R@1 {100 * teacher['symmetric']['R@1']:.2f}, latency b32 {teacher['latency_b32_ms']:.1f} ms.", "",
+             "| method | FLOPs vs teacher | params (M) | latency b32 (ms) | mAP | R@1 | mAP (teacher gallery) "
+             "| epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows):
+        asym = f"{100 * r['mAP_asym']:.2f}" if r["mAP_asym"] is not None else "-"
+        lines.append(f"| {r['method']} | {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
+                     f"{r['latency_b32_ms']:.1f} | {100 * r['mAP']:.2f} | {100 * r['R@1']:.2f} | {asym} | "
+                     f"{r['epochs']} | {'yes' if i in front else ''} |")
+    atomic_write_bytes(out / "comparison.md", ("\n".join(lines) + "\n").encode())
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(out / "comparison.csv", buf.getvalue().encode())
+    atomic_write_json(out / "comparison.json", {"teacher": teacher, "runs": rows})
+    _plot(rows, teacher, "flops", "FLOPs (fvcore, one image)", out / "map_vs_flops.png", front)
+    _plot(rows, teacher, "latency_b32_ms", "CPU latency, batch 32 (ms)", out / "map_vs_latency.png",
+          pareto(rows, "latency_b32_ms"))
+    return rows

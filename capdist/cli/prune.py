@@ -1,0 +1,38 @@
+"""``capdist prune``: baseline structured pruning with the same output format as ``compress``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..engine import TrainConfig
+from ..engine.prune import PruneConfig, prune_run
+from ..pruners import METHODS
+
+
+@click.command("prune")
+@click.option("--model", "teacher", required=True, help="Run directory, or architecture name with --weights.")
+@click.option("--weights", default=None)
+@click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
+@click.option("--target-flops", default=0.35, show_default=True)
+@click.option("--data", required=True)
+@click.option("--finetune-epochs", default=5, show_default=True)
+@click.option("--distill", default="", help="Extra distillation terms during fine-tuning.")
+@click.option("--round-to", type=int, default=None)
+@click.option("--global-pruning", is_flag=True, help="Rank channels across layers.")
+@click.option("--train-subset", type=int, default=None)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=0.01, show_default=True, help="Fine-tuning uses a tenth of it.")
+@click.option("--out", required=True)
+@click.option("--overwrite", is_flag=True)
+def prune_cmd(teacher, weights, method, target_flops, data, finetune_epochs, distill, round_to, global_pruning,
+              train_subset, batch_size, lr, out, overwrite) -> None:
+    """Prune with a torch-pruning importance to TARGET-FLOPS, fine-tune, evaluate."""
+    if method not in METHODS:
+        raise click.BadParameter(f"unknown method '{method}'; valid: {', '.join(METHODS)}", param_hint="--method")
+    cfg = PruneConfig(method=method, target_flops=target_flops, round_to=round_to, global_pruning=global_pruning,
+                      finetune_epochs=finetune_epochs, distill=distill,
+                      train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr))
+    prune_run(teacher, weights, data, cfg, out, train_subset=train_subset, overwrite=overwrite)
+    click.echo(Path(out, "report.md").read_text())

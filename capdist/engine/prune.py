@@ -1,0 +1,87 @@
+"""``capdist prune``: a baseline pruner at a FLOPs target, fine-tuned with the same losses and
+budget as CDD (CVPR 2023) so the two can be compared side by side.
+
+Example:
+    >>> prune_run("runs/teacher", None, "fmnist", PruneConfig(method="taylor"), "runs/taylor35")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data import open_dataset
+from ..io.atomic import prepare_out_dir
+from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
+from ..pruners import prune_to_flops
+from .compress import finetune, load_teacher
+from .outputs import model_row, save_result
+from .trainer import TrainConfig, fetch
+
+
+@dataclass
+class PruneConfig:
+    """What ``capdist prune`` does.
+
+    Attributes:
+        method: magnitude, l2, taylor, bn_scale, lamp, fpgm or random.
+        target_flops: FLOPs of the result as a fraction of the teacher's.
+        round_to: kept widths are multiples of this.
+        global_pruning: rank channels across layers.
+        finetune_epochs: epochs of fine-tuning (CE + triplet + KD + extras).
+        kd_temperature: KD temperature.
+        distill: extra distillation terms.
+        latency_repeats: timed passes per latency figure.
+        train: optimizer settings for fine-tuning.
+    """
+
+    method: str = "magnitude"
+    target_flops: float = 0.35
+    round_to: int | None = None
+    global_pruning: bool = False
+    finetune_epochs: int = 5
+    kd_temperature: float = 2.0
+    distill: str = ""
+    latency_repeats: int = 10
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def prune_run(teacher_name: str, weights: str | None, data_spec: str, config: PruneConfig, out: str | Path,
+              train_subset: int | None = None, test_subset: int | None = None, overwrite: bool = False,
+              device: str = "cpu") -> dict:
+    """Prune a copy of the teacher to the target, fine-tune it, evaluate it and write the run directory."""
+    start = time.time()
+    out = Path(out)
+    data = open_dataset(data_spec).train_subset(train_subset, seed=config.train.seed).test_subset(test_subset)
+    teacher = load_teacher(teacher_name, weights, data.num_classes)
+    prepare_out_dir(out, overwrite=overwrite)
+    example = torch.stack([data.train[i][0] for i in range(1)])
+    images, pids = fetch(data.train, torch.arange(min(64, len(data.train))))
+
+    def loss_fn(net):
+        o = net(images)
+        return smoothed_cross_entropy(o["logits"], pids) + batch_hard_triplet(o["feature"], pids)
+
+    result = prune_to_flops(teacher, example, config.method, config.target_flops, config.round_to,
+                            config.global_pruning, loss_fn)
+    reps = config.latency_repeats
+    rows = [model_row("teacher", teacher, None, data, device, reps),
+            model_row(f"{config.method} (pruned)", result.model.eval(), teacher, data, device, reps)]
+    final = result.model
+    if config.finetune_epochs:
+        final = finetune(result.model, teacher, data, config.train, config.finetune_epochs, config.kd_temperature,
+                         out / "finetune", config.distill)
+        rows.append(model_row(f"{config.method} + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
+                              device, reps))
+    extra = {"method": config.method, "target_flops": config.target_flops, "ratio": round(result.ratio, 4),
+             "finetune_epochs": config.finetune_epochs, "global_pruning": config.global_pruning,
+             "training_seconds": round(time.time() - start, 1)}
+    settings = {"prune": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
+    save_result(out, final, teacher, data, data_spec, result.plan, settings, rows, extra,
+                f"capdist prune: {config.method}, target {config.target_flops:.0%} FLOPs")
+    import json
+
+    return json.loads((out / "report.json").read_text())
