@@ -30,6 +30,7 @@ cli.add_command(profile_cmd)
 
 
 def _register_optional() -> None:
+    from .bench import bench_cmd
     from .compress import compress_cmd
     from .demo import demo_cmd
     from .export import export_cmd
@@ -38,7 +39,7 @@ def _register_optional() -> None:
     from .report import report_cmd
     from .train import eval_cmd, train_cmd
 
-    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd, export_cmd, prune_cmd, report_cmd):
+    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd, export_cmd, prune_cmd, report_cmd, bench_cmd):
         cli.add_command(cmd)
 
 

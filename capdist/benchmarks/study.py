@@ -1,0 +1,109 @@
+"""The benchmark study: CDD (CVPR 2023) against baseline pruners at equal FLOPs and equal training
+budget, on Fashion-MNIST's closed-set and open-set retrieval protocols.
+
+Every method gets the same total epochs after the teacher (CDD: epochs with compactors;
+baselines: fine-tuning epochs after pruning) and the same losses (CE + triplet + KD).
+Runs are written one by one, and the comparison is regenerated after each, so an
+interrupted study still leaves its finished part on disk.
+
+Example:
+    >>> run_study("fmnist", "quick", "docs/benchmarks/fmnist-quick")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..engine.compress import CompressConfig, compress
+from ..engine.prune import PruneConfig, prune_run
+from ..engine.retrieval import train_retrieval
+from ..engine.trainer import TrainConfig
+from ..errors import CapdistError
+from ..io.atomic import atomic_write_json
+from .compare import compare_runs
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes of one study profile."""
+
+    model: str
+    train_subset: int | None
+    test_subset: int | None
+    teacher_epochs: int
+    epochs: int
+    targets: tuple[float, ...]
+    methods: tuple[str, ...]
+    protocols: tuple[str, ...]
+
+
+PROFILES = {
+    "quick": Profile("resnet18", 2000, 1000, 2, 2, (0.35, 0.15), ("cdd-retrieval", "cdd-norm", "magnitude", "taylor"),
+                     ("fmnist",)),
+    "standard": Profile("resnet18", 3000, 2000, 6, 3, (0.5, 0.35, 0.25, 0.15, 0.10),
+                        ("cdd-retrieval", "cdd-norm", "magnitude", "taylor"), ("fmnist", "fmnist-open")),
+    "digits": Profile("resnet18", None, None, 2, 1, (0.35,), ("cdd-retrieval", "cdd-norm", "magnitude", "taylor"),
+                      ("digits",)),
+}
+
+
+def _one_run(method: str, teacher: Path, data: str, target: float, p: Profile, out: Path, device: str) -> None:
+    train = TrainConfig(epochs=p.epochs, batch_size=64, lr=0.01, warmup_epochs=0.5, progress=False)
+    if method.startswith("cdd-"):
+        cfg = CompressConfig(target_flops=target, schedule=method[4:], scope="all", latency_repeats=5, train=train)
+        compress(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
+                 overwrite=True, device=device)
+    else:
+        train.lr = 0.1  # fine-tuning runs at a tenth of it, as after CDD's surgery
+        cfg = PruneConfig(method=method, target_flops=target, finetune_epochs=p.epochs, latency_repeats=5,
+                          train=train)
+        prune_run(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
+                  overwrite=True, device=device)
+
+
+def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path = "runs/bench",
+              device: str = "cpu", echo: Callable[[str], None] = print) -> dict:
+    """Train (or reuse) the teachers, run every method at every target, and write the comparison."""
+    if profile not in PROFILES:
+        raise CapdistError(f"unknown profile '{profile}' (quick, standard, digits)")
+    p = PROFILES[profile]
+    protocols = p.protocols if dataset == "fmnist" else (dataset,)
+    out, root = Path(out), Path(runs_root) / profile
+    summary: dict = {"profile": profile, "budget": f"{p.epochs} epochs per method after the teacher "
+                     f"(teacher training excluded); train subset {p.train_subset}, test subset {p.test_subset}",
+                     "protocols": {}}
+    start = time.time()
+    for data in protocols:
+        teacher = root / f"teacher-{data}"
+        if not (teacher / "model.safetensors").is_file():
+            echo(f"[{data}] training the {p.model} teacher ({p.teacher_epochs} epochs)")
+            train_retrieval(p.model, data, TrainConfig(epochs=p.teacher_epochs, batch_size=64, lr=0.05,
+                                                       progress=False), teacher, train_subset=p.train_subset,
+                            overwrite=True)
+        runs = []
+        for target in p.targets:
+            for method in p.methods:
+                run = root / data / f"{method}-{round(target * 100)}"
+                if not (run / "report.json").is_file():
+                    echo(f"[{data}] {method} at {target:.0%} FLOPs ({time.time() - start:.0f} s so far)")
+                    try:
+                        _one_run(method, teacher, data, target, p, run, device)
+                    except CapdistError as exc:
+                        echo(f"[{data}] {method} at {target:.0%}: skipped ({exc})")
+                        continue
+                runs.append(run)
+                rows = compare_runs(runs, out / data)
+                summary["protocols"][data] = rows
+                atomic_write_json(out / "summary.json", summary)
+    summary["seconds"] = round(time.time() - start, 1)
+    atomic_write_json(out / "summary.json", summary)
+    return summary
+
+
+def summary_rows(path: str | Path) -> list[dict]:
+    """Rows of a written study (for the README table)."""
+    return json.loads(Path(path).read_text())["protocols"]
