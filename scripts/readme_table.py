@@ -1,0 +1,42 @@
+"""Regenerate the README's benchmark table from a committed study (docs/benchmarks/<name>/summary.json).
+
+Usage: .venv/bin/python scripts/readme_table.py docs/benchmarks/fmnist-standard
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+BEGIN, END = "<!-- benchmark-table:begin -->", "<!-- benchmark-table:end -->"
+
+
+def table(study: Path) -> str:
+    summary = json.loads((study / "summary.json").read_text())
+    lines = [f"From `{study}/summary.json` (profile `{summary['profile']}`; {summary['budget']}).", ""]
+    for protocol, rows in summary["protocols"].items():
+        teacher = json.loads((study / protocol / "comparison.json").read_text())["teacher"]
+        base = teacher["flops"]
+        lines += [f"**{protocol}** - teacher mAP {100 * teacher['symmetric']['mAP']:.2f}, "
+                  f"R@1 {100 * teacher['symmetric']['R@1']:.2f}", "",
+                  "| method | FLOPs vs teacher | mAP | R@1 | mAP (teacher gallery) | latency b32 (ms) |",
+                  "|---|---|---|---|---|---|"]
+        for r in sorted(rows, key=lambda r: (-r["flops"], r["method"])):
+            asym = f"{100 * r['mAP_asym']:.2f}" if r.get("mAP_asym") is not None else "-"
+            lines.append(f"| {r['method']} | {r['flops'] / base:.3f} | {100 * r['mAP']:.2f} | {100 * r['R@1']:.2f} "
+                         f"| {asym} | {r['latency_b32_ms']:.1f} |")
+        lines += ["", f"![mAP vs FLOPs]({study}/{protocol}/map_vs_flops.png)", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    study = Path(sys.argv[1])
+    readme = Path("README.md")
+    text = readme.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + table(study) + "\n" + text[end:])
+
+
+if __name__ == "__main__":
+    main()
