@@ -13,23 +13,14 @@ import torch
 from torch import nn
 
 from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..io.export import EmbeddingOnly
 from .counting import count
 from .latency import measure_latency
 
 
-class _Embedding(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
-        return out["embedding"] if isinstance(out, dict) else out
-
-
 def cost_row(model: nn.Module, image_shape: tuple[int, ...], repeats: int = 10) -> dict:
     """fvcore FLOPs, thop MACs, params and CPU latency at batch 1 and 32 (of the embedding path)."""
-    net = _Embedding(model).eval()
+    net = EmbeddingOnly(model).eval()
     c = count(net, torch.randn(1, *image_shape))
     b1 = measure_latency(net, image_shape, 1, repeats=repeats, warmup=3)
     b32 = measure_latency(net, image_shape, 32, repeats=max(3, repeats // 2), warmup=2)
