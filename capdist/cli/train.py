@@ -32,13 +32,15 @@ def _print_metrics(label: str, m: dict) -> None:
 @click.option("--amp", is_flag=True, help="Mixed precision (CUDA).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
+@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (with a warning count).")
 def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optimizer, embed_dim, weights,
-              seed, checkpoint_every, device, amp, resume, overwrite) -> None:
+              seed, checkpoint_every, device, amp, resume, overwrite, skip_bad_images) -> None:
     """Train a retrieval model (CE + triplet) and report its test retrieval metrics."""
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
                       checkpoint_every=checkpoint_every, amp=amp)
     result = train_retrieval(model_name, data, cfg, out, train_subset=train_subset, embed_dim=embed_dim,
-                             resume=resume, overwrite=overwrite, device=device, weights=weights)
+                             resume=resume, overwrite=overwrite, device=device, weights=weights,
+                             skip_bad_images=skip_bad_images)
     if result:
         _print_metrics(f"{out} on {data}", result)
 

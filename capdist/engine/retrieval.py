@@ -65,7 +65,8 @@ def evaluate_models(query_model: nn.Module, data: RetrievalData, gallery_model: 
 
 def train_retrieval(model_name: str, data_spec: str, config: TrainConfig, out: str | Path,
                     train_subset: int | None = None, embed_dim: int | None = None, resume: bool = False,
-                    overwrite: bool = False, device: str = "cpu", weights: str | None = None) -> dict:
+                    overwrite: bool = False, device: str = "cpu", weights: str | None = None,
+                    skip_bad_images: bool = False) -> dict:
     """Train a retrieval network and write ``model.safetensors``, ``config.json``, ``metrics.jsonl``.
 
     Returns:
@@ -73,7 +74,7 @@ def train_retrieval(model_name: str, data_spec: str, config: TrainConfig, out: s
     """
     ctx: DistContext = init_distributed(device)
     out = Path(out)
-    data = open_dataset(data_spec).train_subset(train_subset, seed=config.seed)
+    data = open_dataset(data_spec, skip_bad_images=skip_bad_images).train_subset(train_subset, seed=config.seed)
     if ctx.is_main:
         prepare_out_dir(out, overwrite=overwrite, resume=resume)
     ctx.barrier()
