@@ -2,7 +2,9 @@
 budget, on Fashion-MNIST's closed-set and open-set retrieval protocols.
 
 Every method gets the same total epochs after the teacher (CDD: epochs with compactors;
-baselines: fine-tuning epochs after pruning) and the same losses (CE + triplet + KD).
+baselines: fine-tuning epochs after pruning) and the same losses (CE + triplet + KD). The
+unpruned teacher trained for the same epochs, with and without KD, shows what the extra
+epochs alone give.
 Runs are written one by one, and the comparison is regenerated after each, so an
 interrupted study still leaves its finished part on disk.
 
@@ -53,7 +55,13 @@ PROFILES = {
 
 def _one_run(method: str, teacher: Path, data: str, target: float, p: Profile, out: Path, device: str) -> None:
     train = TrainConfig(epochs=p.epochs, batch_size=64, lr=0.01, warmup_epochs=0.5, progress=False)
-    if method.startswith("cdd-"):
+    if method in ("unpruned", "unpruned-kd"):
+        train.lr = 0.1
+        cfg = PruneConfig(method="none", finetune_epochs=p.epochs, kd=method.endswith("kd"), latency_repeats=5,
+                          train=train)
+        prune_run(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
+                  overwrite=True, device=device)
+    elif method.startswith("cdd-"):
         cfg = CompressConfig(target_flops=target, schedule=method[4:], scope="all", latency_repeats=5, train=train)
         compress(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
                  overwrite=True, device=device)
@@ -85,20 +93,20 @@ def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path
                                                        progress=False), teacher, train_subset=p.train_subset,
                             overwrite=True)
         runs = []
-        for target in p.targets:
-            for method in p.methods:
-                run = root / data / f"{method}-{round(target * 100)}"
-                if not (run / "report.json").is_file():
-                    echo(f"[{data}] {method} at {target:.0%} FLOPs ({time.time() - start:.0f} s so far)")
-                    try:
-                        _one_run(method, teacher, data, target, p, run, device)
-                    except CapdistError as exc:
-                        echo(f"[{data}] {method} at {target:.0%}: skipped ({exc})")
-                        continue
-                runs.append(run)
-                rows = compare_runs(runs, out / data)
-                summary["protocols"][data] = rows
-                atomic_write_json(out / "summary.json", summary)
+        jobs = [(1.0, m) for m in ("unpruned", "unpruned-kd")] + [(t, m) for t in p.targets for m in p.methods]
+        for target, method in jobs:
+            run = root / data / f"{method}-{round(target * 100)}"
+            if not (run / "report.json").is_file():
+                echo(f"[{data}] {method} at {target:.0%} FLOPs ({time.time() - start:.0f} s so far)")
+                try:
+                    _one_run(method, teacher, data, target, p, run, device)
+                except CapdistError as exc:
+                    echo(f"[{data}] {method} at {target:.0%}: skipped ({exc})")
+                    continue
+            runs.append(run)
+            rows = compare_runs(runs, out / data)
+            summary["protocols"][data] = rows
+            atomic_write_json(out / "summary.json", summary)
     summary["seconds"] = round(time.time() - start, 1)
     atomic_write_json(out / "summary.json", summary)
     return summary

@@ -222,8 +222,8 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
 
 
 def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: TrainConfig, epochs: int,
-             kd_temperature: float, out: Path, extras: str = "") -> nn.Module:
-    """Fine-tune a plain (pruned) model with CE + triplet + KD (+ extra terms) at a tenth of the lr."""
+             kd_temperature: float, out: Path, extras: str = "", kd: bool = True) -> nn.Module:
+    """Fine-tune a plain (pruned) model with CE + triplet (+ KD, + extra terms) at a tenth of the lr."""
     model = copy.deepcopy(model).train()
     frozen = Teacher(teacher)
     example = torch.stack([data.train[i][0] for i in range(2)])
@@ -232,8 +232,9 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     def objective(net, images, pids, step):
         s_out, t_out = net(images), frozen(images)
         terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
-                 "triplet": batch_hard_triplet(s_out["feature"], pids),
-                 "kd": kd_loss(s_out["logits"], t_out["logits"], kd_temperature)}
+                 "triplet": batch_hard_triplet(s_out["feature"], pids)}
+        if kd:
+            terms["kd"] = kd_loss(s_out["logits"], t_out["logits"], kd_temperature)
         if more is not None:
             terms.update(more(s_out, t_out, pids))
         return {"loss": sum(terms.values()), **terms}

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,12 +28,14 @@ class PruneConfig:
     """What ``capdist prune`` does.
 
     Attributes:
-        method: magnitude, l2, taylor, bn_scale, lamp, fpgm or random.
+        method: magnitude, l2, taylor, bn_scale, lamp, fpgm, random, or ``none`` (no pruning: the
+            unpruned model trained for the same budget, to show what the epochs alone give).
         target_flops: FLOPs of the result as a fraction of the teacher's.
         round_to: kept widths are multiples of this.
         global_pruning: rank channels across layers.
         finetune_epochs: epochs of fine-tuning (CE + triplet + KD + extras).
         kd_temperature: KD temperature.
+        kd: include KD on logits during fine-tuning.
         distill: extra distillation terms.
         latency_repeats: timed passes per latency figure.
         train: optimizer settings for fine-tuning.
@@ -45,6 +48,7 @@ class PruneConfig:
     finetune_epochs: int = 5
     kd_temperature: float = 2.0
     distill: str = ""
+    kd: bool = True
     latency_repeats: int = 10
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -65,22 +69,28 @@ def prune_run(teacher_name: str, weights: str | None, data_spec: str, config: Pr
         o = net(images)
         return smoothed_cross_entropy(o["logits"], pids) + batch_hard_triplet(o["feature"], pids)
 
-    result = prune_to_flops(teacher, example, config.method, config.target_flops, config.round_to,
-                            config.global_pruning, loss_fn)
+    if config.method == "none":
+        pruned, plan, ratio = copy.deepcopy(teacher), None, 0.0
+    else:
+        result = prune_to_flops(teacher, example, config.method, config.target_flops, config.round_to,
+                                config.global_pruning, loss_fn)
+        pruned, plan, ratio = result.model, result.plan, result.ratio
     reps = config.latency_repeats
-    rows = [model_row("teacher", teacher, None, data, device, reps),
-            model_row(f"{config.method} (pruned)", result.model.eval(), teacher, data, device, reps)]
-    final = result.model
+    rows = [model_row("teacher", teacher, None, data, device, reps)]
+    if config.method != "none":
+        rows.append(model_row(f"{config.method} (pruned)", pruned.eval(), teacher, data, device, reps))
+    final = pruned
     if config.finetune_epochs:
-        final = finetune(result.model, teacher, data, config.train, config.finetune_epochs, config.kd_temperature,
-                         out / "finetune", config.distill)
+        final = finetune(pruned, teacher, data, config.train, config.finetune_epochs, config.kd_temperature,
+                         out / "finetune", config.distill, kd=config.kd)
         rows.append(model_row(f"{config.method} + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
                               device, reps))
-    extra = {"method": config.method, "target_flops": config.target_flops, "ratio": round(result.ratio, 4),
+    method = config.method if config.method != "none" else ("unpruned + KD" if config.kd else "unpruned, no KD")
+    extra = {"method": method, "target_flops": config.target_flops if plan else 1.0, "ratio": round(ratio, 4),
              "finetune_epochs": config.finetune_epochs, "global_pruning": config.global_pruning,
              "training_seconds": round(time.time() - start, 1)}
     settings = {"prune": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
-    save_result(out, final, teacher, data, data_spec, result.plan, settings, rows, extra,
+    save_result(out, final, teacher, data, data_spec, plan, settings, rows, extra,
                 f"capdist prune: {config.method}, target {config.target_flops:.0%} FLOPs")
     import json
 
