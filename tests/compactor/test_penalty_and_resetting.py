@@ -75,3 +75,23 @@ def test_param_groups_give_compactors_high_momentum_and_no_decay():
     ids = {id(p) for p in comp["params"]}
     assert ids == {id(p) for p in cm.compactor_parameters()}
     assert not ids & {id(p) for p in groups[0]["params"]}
+
+
+def test_masked_penalty_applies_to_masked_rows_only():
+    net, cm = _setup(lam=0.1)
+    cm.config.masked_penalty = 0.7
+    g = cm.groups[0]
+    keep = torch.ones(g.channels, dtype=torch.bool)
+    keep[0] = False
+    g.set_mask(keep)
+    x = torch.randn(4, 1, 8, 8)
+    task = net(x).pow(2).mean()
+    task_grads = torch.autograd.grad(task, [c.weight for c in g.compactors], retain_graph=True)
+    task.backward()
+    cm.reset_gradients()
+    norms = _joint_norms(g).detach()
+    coef = torch.where(keep, torch.tensor(0.1), torch.tensor(0.7)).view(-1, 1)
+    for c, tg in zip(g.compactors, task_grads, strict=True):
+        w = c.weight.detach().view(c.weight.shape[0], -1)
+        expected = keep.float().view(-1, 1) * tg.view_as(w) + coef * w / norms.view(-1, 1)
+        assert torch.allclose(c.weight.grad.view_as(w), expected, atol=1e-6)
