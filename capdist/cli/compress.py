@@ -28,6 +28,7 @@ from ..engine.compress import CompressConfig, compress
 @click.option("--student", default=None, help="Heavy student architecture (default: a copy of the teacher).")
 @click.option("--student-weights", default=None)
 @click.option("--train-subset", type=int, default=None)
+@click.option("--test-subset", type=int, default=None, help="Evaluate on the first N test queries.")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=0.01, show_default=True)
 @click.option("--seed", default=0, show_default=True)
@@ -35,7 +36,7 @@ from ..engine.compress import CompressConfig, compress
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 def compress_cmd(teacher, weights, data, out, target_flops, schedule, scope, epochs, mask_warmup, mask_ratio,
-                 penalty, round_to, distill, finetune_epochs, student, student_weights, train_subset, batch_size,
+                 penalty, round_to, distill, finetune_epochs, student, student_weights, train_subset, test_subset, batch_size,
                  lr, seed, device, resume, overwrite) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
@@ -43,7 +44,8 @@ def compress_cmd(teacher, weights, data, out, target_flops, schedule, scope, epo
                          finetune_epochs=finetune_epochs,
                          train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5))
     report = compress(teacher, weights, data, cfg, out, student_name=student, student_weights=student_weights,
-                      train_subset=train_subset, resume=resume, overwrite=overwrite, device=device)
+                      train_subset=train_subset, resume=resume, overwrite=overwrite, device=device,
+                      test_subset=test_subset)
     if report:
         click.echo(Path(out, "report.md").read_text())
         click.echo(f"plot: {out}/accuracy_vs_flops.png")
