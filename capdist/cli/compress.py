@@ -36,8 +36,8 @@ from ..engine.compress import CompressConfig, compress
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 def compress_cmd(teacher, weights, data, out, target_flops, schedule, scope, epochs, mask_warmup, mask_ratio,
-                 penalty, round_to, distill, finetune_epochs, student, student_weights, train_subset, test_subset, batch_size,
-                 lr, seed, device, resume, overwrite) -> None:
+                 penalty, round_to, distill, finetune_epochs, student, student_weights, train_subset, test_subset,
+                 batch_size, lr, seed, device, resume, overwrite) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
                          ratio=mask_ratio, penalty=penalty, round_to=round_to, distill=distill,

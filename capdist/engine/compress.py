@@ -262,7 +262,9 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
                          out / "finetune", config.distill)
         rows.append(model_row(f"compressed + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
                               device, reps))
-    extra = {"method": f"cdd-{config.schedule}", "target_flops": config.target_flops, "penalty": config.penalty,
+    label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
+    extra = {"method": label + (f" + {config.distill}" if config.distill else ""),
+             "target_flops": config.target_flops, "penalty": config.penalty,
              "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
              "schedule": config.schedule, "scope": config.scope,
              "epochs": config.train.epochs, "finetune_epochs": config.finetune_epochs,
