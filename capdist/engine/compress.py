@@ -154,7 +154,7 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
                                                           round_to=config.round_to))
     frozen = Teacher(teacher)
     stages = stage_names(student, example)
-    group_layers = {g.name: g.spec.anchors[0] for g in cm.groups}
+    group_layers = {g.name: g.spec.anchors[0] for g in cm.groups} if config.schedule == "retrieval" else {}
     cap_s = FeatureCapture(student, stages + list(group_layers.values()))
     cap_t = FeatureCapture(frozen, stages + list(group_layers.values()))
     extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
