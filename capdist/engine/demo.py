@@ -34,7 +34,7 @@ def run_demo(quick: bool = False, root: str | Path = "runs/demo", target: float 
         echo(f"Fashion-MNIST not found: {FMNIST_HINT}. Falling back to scikit-learn's digits.")
         data, model, subset, test = "digits", "tiny_resnet", None, None
     root = Path(root)
-    teacher = root / f"teacher-{data}-{profile}"
+    teacher = root / f"teacher-{data}-{model}-{subset or 'all'}x{t_epochs}"
     echo(f"capdist demo ({profile}): {model} teacher on {data}"
          f"{f' ({subset} training images)' if subset else ''}, compressed to {target:.0%} of its FLOPs; "
          f"expect about {minutes} min on 2 CPU cores")
