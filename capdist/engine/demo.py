@@ -19,7 +19,7 @@ from .trainer import TrainConfig
 PROFILES = {
     # train images, teacher epochs, compress epochs, test queries, expected minutes on 2 cores
     "quick": (2000, 2, 2, 1000, 1),
-    "full": (10000, 6, 4, 10000, 12),
+    "full": (10000, 6, 4, 10000, 6),
 }
 
 
