@@ -22,8 +22,9 @@ import io
 from dataclasses import asdict, dataclass
 
 import torch
-from fvcore.nn import FlopCountAnalysis
 from torch import nn
+
+from ..compactor.cost import fvcore_counts
 
 
 @dataclass
@@ -52,17 +53,8 @@ class CountReport:
 
 def fvcore_flops(model: nn.Module, inputs: tuple) -> tuple[int, dict[str, int]]:
     """fvcore total FLOPs in eval mode and the operators it skipped."""
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            analysis = FlopCountAnalysis(model, inputs)
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            total = int(analysis.total())
-            skipped = dict(analysis.unsupported_ops())
-    finally:
-        model.train(was)
-    return total, skipped
+    by_module, skipped = fvcore_counts(model, inputs)
+    return int(by_module.get("", 0)), skipped
 
 
 def thop_macs(model: nn.Module, inputs: tuple) -> int:

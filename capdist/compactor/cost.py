@@ -50,17 +50,23 @@ def execution_order(model: nn.Module, example_inputs) -> list[str]:
     return order
 
 
-def fvcore_by_module(model: nn.Module, example_inputs) -> dict[str, int]:
-    """fvcore FLOPs per module name (one multiply-add = one FLOP), in eval mode."""
+def fvcore_counts(model: nn.Module, example_inputs) -> tuple[dict[str, int], dict[str, int]]:
+    """fvcore FLOPs per module name (one multiply-add = one FLOP, ``""`` is the total) and the
+    operators fvcore skipped, traced in eval mode."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             analysis = FlopCountAnalysis(model, example_inputs)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return dict(analysis.by_module())
+            return dict(analysis.by_module()), dict(analysis.unsupported_ops())
     finally:
         model.train(was_training)
+
+
+def fvcore_by_module(model: nn.Module, example_inputs) -> dict[str, int]:
+    """fvcore FLOPs per module name, in eval mode."""
+    return fvcore_counts(model, example_inputs)[0]
 
 
 class CostModel:

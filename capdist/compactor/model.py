@@ -212,6 +212,13 @@ class CompactorModel:
         """Whether keeping ``units`` units gives a width that is a multiple of ``round_to``."""
         return units == group.spec.period or (units * group.spec.unit_size) % self.config.round_to == 0
 
+    def allowed_units(self, group: ChannelGroup, units: int, floor: int | None = None) -> int:
+        """The fewest units >= ``units`` (and >= the group's minimum) that give an allowed width."""
+        k = max(int(units), self.min_units(group) if floor is None else floor)
+        while k < group.spec.period and not self.width_allowed(group, k):
+            k += 1
+        return k
+
     def min_flops(self) -> float:
         """FLOPs with every group at its minimum width (the lowest reachable cost)."""
         kept = np.array([self.min_units(g) * g.spec.unit_size for g in self.groups], dtype=float)

@@ -56,6 +56,14 @@ def plan_groups(model: nn.Module, example_inputs, config: CompactorConfig,
     return chosen, skipped
 
 
+SOFT_REASONS = ("tied by", "pinned", "excluded", "its channels are a model output")
+
+
+def blocking(skipped: list[tuple[GroupSpec, str]]) -> list[tuple[GroupSpec, str]]:
+    """Skipped groups that a layer or op prevents (not scope, pins or the user's filter)."""
+    return [(s, r) for s, r in skipped if not r.startswith(SOFT_REASONS)]
+
+
 def _zero_probe(cm: CompactorModel, inputs: tuple) -> list[tuple[ChannelGroup, str]]:
     """Check that masked channels reach every consumer as exactly zero.
 
@@ -148,8 +156,7 @@ def attach(model: nn.Module, example_inputs, config: CompactorConfig | None = No
     was_training = model.training
     traced = TracedModel(model, inputs)
     chosen, skipped = plan_groups(model, inputs, config, traced)
-    hard = [(s, r) for s, r in skipped if not r.startswith(("tied by", "pinned", "excluded",
-                                                             "its channels are a model output"))]
+    hard = blocking(skipped)
     if strict and hard:
         spec, reason = hard[0]
         raise UnsupportedModel(f"cannot compact '{spec.name}': {reason}; exclude it with "
@@ -215,8 +222,7 @@ def attach(model: nn.Module, example_inputs, config: CompactorConfig | None = No
     for g in groups:
         g.set_mask(torch.ones(g.channels, dtype=torch.bool))
     model.train(was_training)
-    hard = [(s, r) for s, r in cm.skipped if not r.startswith(("tied by", "pinned", "excluded",
-                                                                "its channels are a model output"))]
+    hard = blocking(cm.skipped)
     if hard:
         warnings.warn(f"capdist: {len(hard)} channel group(s) left without compactors, e.g. "
                       f"'{hard[0][0].name}': {hard[0][1]} (capdist inspect lists them all)",

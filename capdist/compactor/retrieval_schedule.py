@@ -123,15 +123,10 @@ class RetrievalSchedule:
     def _kept_units(self, group: ChannelGroup) -> torch.Tensor:
         return group.mask.view(group.spec.unit_size, group.spec.period)[0].clone()
 
-    def _rounded(self, group: ChannelGroup, n: int) -> int:
-        while n < group.spec.period and not self.cm.width_allowed(group, n):
-            n += 1
-        return n
-
     def _finish(self, group: ChannelGroup, kept_units: torch.Tensor, fresh: torch.Tensor) -> None:
         """Set the mask, un-masking the strongest of this update's ``fresh`` units to an allowed width."""
         n = int(kept_units.sum())
-        extra = self._rounded(group, n) - n
+        extra = self.cm.allowed_units(group, n, floor=0) - n
         if extra > 0:
             norms = group.unit_norms().masked_fill(~fresh, float("-inf"))
             kept_units[norms.argsort(descending=True)[:extra]] = True
@@ -179,7 +174,8 @@ class RetrievalSchedule:
                 continue
             kept[gi][u] = False
             fresh[gi][u] = True
-            widths = [self._rounded(g, int(k.sum())) * s for g, k, s in zip(groups, kept, sizes, strict=True)]
+            widths = [self.cm.allowed_units(g, int(k.sum()), floor=0) * s
+                      for g, k, s in zip(groups, kept, sizes, strict=True)]
             if self.cm.flops(np.array(widths, dtype=float)) <= budget:
                 break
         for g, k, f in zip(groups, kept, fresh, strict=True):

@@ -77,13 +77,8 @@ class NormSchedule:
 
     def _rounded(self, counts: np.ndarray, minimum: np.ndarray) -> np.ndarray:
         """Kept units per group rounded up to the nearest allowed width."""
-        out = counts.copy()
-        for i, g in enumerate(self.cm.groups):
-            k = max(int(out[i]), int(minimum[i]))
-            while k < g.spec.period and not self.cm.width_allowed(g, k):
-                k += 1
-            out[i] = k
-        return out
+        return np.array([self.cm.allowed_units(g, c, int(m))
+                         for g, c, m in zip(self.cm.groups, counts, minimum, strict=True)])
 
     @torch.no_grad()
     def update(self, limit: int | None = None) -> None:

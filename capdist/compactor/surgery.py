@@ -77,10 +77,7 @@ def removed_channels(cm: CompactorModel, group: ChannelGroup, threshold: float) 
     norms = group.unit_norms()
     keep = unit_mask & (norms >= threshold)
     kept = int(keep.sum())
-    target = kept
-    while target < spec.period and (target < cm.min_units(group)
-                                    or not cm.width_allowed(group, target)):
-        target += 1
+    target = cm.allowed_units(group, kept)
     if target > kept:
         order = torch.argsort(norms.masked_fill(keep, float("-inf")), descending=True)
         keep[order[: target - kept]] = True
