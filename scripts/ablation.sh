@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
-# Ablation at 35% FLOPs on the standard study's closed-set teacher: schedule, scope, KD extras.
-# Same sizes as `capdist bench fmnist --profile standard` (3,000 training images, 3 epochs, 2,000 queries).
+# Ablation on the standard study's closed-set teacher, same sizes and CDD settings as
+# `capdist bench fmnist --profile standard` (3,000 training images, 3 epochs, 2,000 queries):
+# at 35% FLOPs, scope internal vs all and the KD extras; at 10%, CDD's purely global ranking
+# (--min-ratio 0) against the default per-layer floor (--min-ratio 0.2).
 set -euo pipefail
 T=runs/bench/standard/teacher-fmnist
 A=runs/bench/standard/ablation
-common=(--teacher "$T" --data fmnist --train-subset 3000 --test-subset 2000 --target-flops 0.35 --epochs 3
-        --lr 0.01 --overwrite)
-python -m capdist compress "${common[@]}" --schedule retrieval --scope internal --out "$A/cdd-retrieval-internal"
-python -m capdist compress "${common[@]}" --schedule norm --scope internal --out "$A/cdd-norm-internal"
-python -m capdist compress "${common[@]}" --schedule norm --scope all --distill "rkd_distance:25,emb_cosine:1" \
-    --out "$A/cdd-norm-all-kd-extras"
-python -m capdist report runs/bench/standard/fmnist/cdd-retrieval-35 runs/bench/standard/fmnist/cdd-norm-35 \
-    "$A/cdd-retrieval-internal" "$A/cdd-norm-internal" "$A/cdd-norm-all-kd-extras" \
+S=runs/bench/standard/fmnist
+common=(--teacher "$T" --data fmnist --train-subset 3000 --test-subset 2000 --epochs 3 --lr 0.01
+        --mask-warmup 0.5 --mask-until 0.4 --overwrite)
+python -m capdist compress "${common[@]}" --target-flops 0.35 --schedule retrieval --scope internal \
+    --out "$A/cdd-retrieval-internal-35"
+python -m capdist compress "${common[@]}" --target-flops 0.35 --schedule norm --scope internal \
+    --out "$A/cdd-norm-internal-35"
+python -m capdist compress "${common[@]}" --target-flops 0.35 --schedule norm --scope all \
+    --distill "rkd_distance:25,emb_cosine:1" --out "$A/cdd-norm-kd-extras-35"
+python -m capdist compress "${common[@]}" --target-flops 0.10 --schedule norm --scope all --min-ratio 0 \
+    --out "$A/cdd-norm-min-ratio-0-10"
+python -m capdist compress "${common[@]}" --target-flops 0.10 --schedule retrieval --scope all --min-ratio 0 \
+    --out "$A/cdd-retrieval-min-ratio-0-10"
+python -m capdist report "$S/cdd-retrieval-35" "$S/cdd-norm-35" "$A/cdd-retrieval-internal-35" \
+    "$A/cdd-norm-internal-35" "$A/cdd-norm-kd-extras-35" \
     --out docs/benchmarks/fmnist-standard/ablation-35
+python -m capdist report "$S/cdd-retrieval-10" "$S/cdd-norm-10" "$A/cdd-norm-min-ratio-0-10" \
+    "$A/cdd-retrieval-min-ratio-0-10" --out docs/benchmarks/fmnist-standard/ablation-10

@@ -44,7 +44,8 @@ def collect(run_dirs: list[str | Path]) -> tuple[list[dict], dict]:
                      **{k: final[k] for k in ("flops", "params", "latency_b1_ms", "latency_b32_ms")},
                      "mAP": final["symmetric"]["mAP"], "R@1": final["symmetric"]["R@1"],
                      "mAP_asym": final.get("asymmetric", {}).get("mAP"),
-                     "epochs": report.get("epochs", report.get("finetune_epochs"))})
+                     "epochs": report.get("epochs", report.get("finetune_epochs")),
+                     "latency_ratio_b32": final["latency_b32_ms"] / report["models"][0]["latency_b32_ms"]})
         teacher = teacher or report["models"][0]
     if len(datasets) > 1:
         raise ReportError(f"runs use different datasets ({', '.join(sorted(map(str, datasets)))}); "
@@ -90,23 +91,47 @@ def _plot(rows: list[dict], teacher: dict, cost: str, label: str, path: Path, fr
     atomic_write_bytes(path, buf.getvalue())
 
 
-def compare_runs(run_dirs: list[str | Path], out: str | Path) -> list[dict]:
-    """Write ``comparison.md``, ``comparison.csv``, ``comparison.json`` and two plots into ``out``."""
+def apply_latency(rows: list[dict], teacher: dict, latency: dict[str, dict]) -> None:
+    """Replace the latencies each run recorded by figures re-measured side by side
+    (:func:`capdist.benchmarks.retime.retime_runs`), ratios to the teacher included."""
+    for key in ("latency_b1_ms", "latency_b32_ms"):
+        teacher[key] = latency["teacher"][key]
+    teacher["latency_ratio_b32"] = 1.0
+    for r in rows:
+        timed = latency[str(Path(r["run"]))]
+        r.update({k: timed[k] for k in ("latency_b1_ms", "latency_b32_ms")}, latency_ratio_b32=timed["ratio_b32"])
+
+
+def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str, dict] | None = None) -> list[dict]:
+    """Write ``comparison.md``, ``comparison.csv``, ``comparison.json`` and two plots into ``out``.
+
+    Args:
+        run_dirs: run directories of one dataset.
+        out: where the table and plots go.
+        latency: latencies re-measured side by side (``retime_runs``); without it, each run's
+            own figure is used and the latency ratio is taken against the teacher's figure
+            recorded in the same run.
+    """
     rows, teacher = collect(run_dirs)
+    if latency is not None:
+        apply_latency(rows, teacher, latency)
     rows.sort(key=lambda r: (r["method"], -r["flops"]))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     front = pareto(rows, "flops")
     base = teacher["flops"]
+    how = (f"latencies measured side by side in one process, median of {latency['teacher']['rounds']} "
+           f"interleaved rounds, {latency['teacher']['threads']} threads" if latency is not None
+           else "latencies as each run recorded them (runs timed at different moments)")
     lines = [f"Teacher: {base / 1e9:.4f} GFLOPs, mAP {100 * teacher['symmetric']['mAP']:.2f}, "
-             f"R@1 {100 * teacher['symmetric']['R@1']:.2f}, latency b32 {teacher['latency_b32_ms']:.1f} ms.", "",
-             "| method | FLOPs vs teacher | params (M) | latency b32 (ms) | mAP | R@1 | mAP (teacher gallery) "
-             "| epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|"]
+             f"R@1 {100 * teacher['symmetric']['R@1']:.2f}, latency b32 {teacher['latency_b32_ms']:.1f} ms; {how}.", "",
+             "| method | FLOPs vs teacher | params (M) | latency b32 (ms) | latency vs teacher | mAP | R@1 "
+             "| mAP (teacher gallery) | epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         asym = f"{100 * r['mAP_asym']:.2f}" if r["mAP_asym"] is not None else "-"
         lines.append(f"| {r['method']} | {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
-                     f"{r['latency_b32_ms']:.1f} | {100 * r['mAP']:.2f} | {100 * r['R@1']:.2f} | {asym} | "
-                     f"{r['epochs']} | {'yes' if i in front else ''} |")
+                     f"{r['latency_b32_ms']:.1f} | {r['latency_ratio_b32']:.2f} | {100 * r['mAP']:.2f} | "
+                     f"{100 * r['R@1']:.2f} | {asym} | {r['epochs']} | {'yes' if i in front else ''} |")
     atomic_write_bytes(out / "comparison.md", ("\n".join(lines) + "\n").encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

@@ -27,6 +27,7 @@ from ..engine.trainer import TrainConfig
 from ..errors import CapdistError
 from ..io.atomic import atomic_write_json
 from .compare import compare_runs
+from .retime import retime_runs
 
 
 @dataclass(frozen=True)
@@ -41,15 +42,15 @@ class Profile:
     targets: tuple[float, ...]
     methods: tuple[str, ...]
     protocols: tuple[str, ...]
+    latency_rounds: int
 
 
+METHODS = ("cdd-retrieval", "cdd-norm", "magnitude", "taylor")
 PROFILES = {
-    "quick": Profile("resnet18", 2000, 1000, 2, 2, (0.35, 0.15), ("cdd-retrieval", "cdd-norm", "magnitude", "taylor"),
-                     ("fmnist",)),
-    "standard": Profile("resnet18", 3000, 2000, 6, 3, (0.5, 0.35, 0.25, 0.15, 0.10),
-                        ("cdd-retrieval", "cdd-norm", "magnitude", "taylor"), ("fmnist", "fmnist-open")),
-    "digits": Profile("resnet18", None, None, 2, 1, (0.35,), ("cdd-retrieval", "cdd-norm", "magnitude", "taylor"),
-                      ("digits",)),
+    "quick": Profile("resnet18", 2000, 1000, 2, 2, (0.35, 0.15), METHODS, ("fmnist",), 3),
+    "standard": Profile("resnet18", 3000, 2000, 6, 3, (0.5, 0.35, 0.25, 0.15, 0.10), METHODS,
+                        ("fmnist", "fmnist-open"), 7),
+    "digits": Profile("resnet18", None, None, 2, 1, (0.35,), METHODS, ("digits",), 1),
 }
 
 
@@ -62,7 +63,8 @@ def _one_run(method: str, teacher: Path, data: str, target: float, p: Profile, o
         prune_run(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
                   overwrite=True, device=device)
     elif method.startswith("cdd-"):
-        cfg = CompressConfig(target_flops=target, schedule=method[4:], scope="all", latency_repeats=5, train=train)
+        cfg = CompressConfig(target_flops=target, schedule=method[4:], scope="all", mask_warmup=0.5, mask_until=0.4,
+                             latency_repeats=5, train=train)
         compress(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
                  overwrite=True, device=device)
     else:
@@ -104,8 +106,13 @@ def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path
                     echo(f"[{data}] {method} at {target:.0%}: skipped ({exc})")
                     continue
             runs.append(run)
-            rows = compare_runs(runs, out / data)
-            summary["protocols"][data] = rows
+            summary["protocols"][data] = compare_runs(runs, out / data)
+            atomic_write_json(out / "summary.json", summary)
+        if runs:
+            echo(f"[{data}] timing {len(runs)} models and the teacher side by side ({p.latency_rounds} rounds)")
+            latency = retime_runs(runs, teacher, rounds=p.latency_rounds)
+            atomic_write_json(out / data / "latency.json", latency)
+            summary["protocols"][data] = compare_runs(runs, out / data, latency=latency)
             atomic_write_json(out / "summary.json", summary)
     summary["seconds"] = round(time.time() - start, 1)
     atomic_write_json(out / "summary.json", summary)

@@ -20,9 +20,13 @@ from ..engine.compress import CompressConfig, compress
 @click.option("--scope", type=click.Choice(["internal", "all"]), default="all", show_default=True)
 @click.option("--epochs", default=10, show_default=True)
 @click.option("--mask-warmup", default=1.0, show_default=True, help="Epochs before masks start.")
+@click.option("--mask-until", default=0.6, show_default=True,
+              help="Fraction of training by which the masks reach the target.")
 @click.option("--mask-ratio", default=0.5, show_default=True, help="Low-contribution fraction (retrieval).")
 @click.option("--penalty", default=4e-3, show_default=True, help="Group-lasso strength.")
 @click.option("--round-to", default=1, show_default=True, help="Kept widths are multiples of this.")
+@click.option("--min-ratio", default=0.2, show_default=True,
+              help="Every layer keeps at least this fraction of its channels.")
 @click.option("--distill", default="", help="Extra terms, e.g. 'rkd_distance:25,fitnet:2@backbone.layer3'.")
 @click.option("--finetune-epochs", default=0, show_default=True)
 @click.option("--student", default=None, help="Heavy student architecture (default: a copy of the teacher).")
@@ -35,13 +39,13 @@ from ..engine.compress import CompressConfig, compress
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
-def compress_cmd(teacher, weights, data, out, target_flops, schedule, scope, epochs, mask_warmup, mask_ratio,
-                 penalty, round_to, distill, finetune_epochs, student, student_weights, train_subset, test_subset,
-                 batch_size, lr, seed, device, resume, overwrite) -> None:
+def compress_cmd(teacher, weights, data, out, target_flops, schedule, scope, epochs, mask_warmup, mask_until,
+                 mask_ratio, penalty, round_to, min_ratio, distill, finetune_epochs, student, student_weights,
+                 train_subset, test_subset, batch_size, lr, seed, device, resume, overwrite) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
-                         ratio=mask_ratio, penalty=penalty, round_to=round_to, distill=distill,
-                         finetune_epochs=finetune_epochs,
+                         mask_until=mask_until, ratio=mask_ratio, penalty=penalty, round_to=round_to,
+                         min_ratio=min_ratio, distill=distill, finetune_epochs=finetune_epochs,
                          train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5))
     report = compress(teacher, weights, data, cfg, out, student_name=student, student_weights=student_weights,
                       train_subset=train_subset, resume=resume, overwrite=overwrite, device=device,

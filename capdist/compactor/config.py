@@ -39,6 +39,10 @@ class CompactorConfig:
         penalty: group-lasso strength lambda (ResRep 1e-4, CDD 4e-3).
         round_to: kept widths are multiples of this (the full width is always allowed).
         min_channels: fewest channels any group keeps (rounded up to ``round_to``).
+        min_ratio: fewest channels any group keeps as a fraction of its original width
+            (Torch-Pruning's ``1 - max_pruning_ratio``). A global norm ranking otherwise
+            empties the deep, wide layers first, where a channel costs few FLOPs but holds
+            many parameters.
         filter_fn: ``filter_fn(module, name) -> bool``; a group is compacted only if it
             returns True for every producer layer of the group.
         pinned: module names whose output width must not change (a group that
@@ -58,6 +62,7 @@ class CompactorConfig:
     penalty: float = 1e-4
     round_to: int = 1
     min_channels: int = 1
+    min_ratio: float = 0.0
     filter_fn: FilterFn | None = None
     pinned: tuple[str, ...] = field(default_factory=tuple)
     threshold: float = 1e-5
@@ -70,4 +75,6 @@ class CompactorConfig:
             raise ValueError(f"penalty must be >= 0, got {self.penalty}")
         if self.round_to < 1 or self.min_channels < 1:
             raise ValueError("round_to and min_channels must be >= 1")
+        if not 0.0 <= self.min_ratio <= 1.0:
+            raise ValueError(f"min_ratio must be in [0, 1], got {self.min_ratio}")
         self.pinned = tuple(self.pinned)

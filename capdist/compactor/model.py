@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -172,9 +173,59 @@ class CompactorModel:
                 if not in_graph:
                     grad.add_(direction * keep * lam)
 
-    def register_step_hook(self, optimizer: torch.optim.Optimizer):
-        """Run :meth:`reset_gradients` before every ``optimizer.step()``; returns the handle."""
-        return optimizer.register_step_pre_hook(lambda *_: self.reset_gradients())
+    @torch.no_grad()
+    def masked_rows(self) -> dict[int, list[torch.Tensor]]:
+        """Copies of the masked rows of every compactor (group index -> one tensor per compactor),
+        for :meth:`settle_masked`."""
+        return {gi: [c.weight.view(c.weight.shape[0], -1)[~c.mask].clone() for c in g.compactors]
+                for gi, g in enumerate(self.groups) if not bool(g.mask.all())}
+
+    @torch.no_grad()
+    def settle_masked(self, before: dict[int, list[torch.Tensor]],
+                      optimizer: torch.optim.Optimizer | None = None) -> int:
+        """Pin at zero every masked row that crossed zero in the last step; returns how many.
+
+        The lasso subgradient has constant length, so with a fixed step a masked row
+        reaches zero and then oscillates around it, with momentum amplifying the swing,
+        and surgery then removes rows that still carried signal. A row whose direction
+        flipped (``<before, after> <= 0``), in any compactor of its group, is set to zero
+        there and its momentum buffer cleared; at zero both its task gradient (masked)
+        and its lasso direction vanish, so it stays there. Call right after
+        ``optimizer.step()`` with the rows :meth:`masked_rows` copied right before it.
+        """
+        settled = 0
+        for gi, rows_before in before.items():
+            g = self.groups[gi]
+            for c, prev in zip(g.compactors, rows_before, strict=True):
+                w = c.weight.view(c.weight.shape[0], -1)
+                after = w[~c.mask]
+                if after.shape != prev.shape:
+                    continue
+                crossed = ((prev * after).sum(1) <= 0) & (after.abs().sum(1) > 0)
+                if not bool(crossed.any()):
+                    continue
+                rows = torch.nonzero(~c.mask).flatten()[crossed]
+                w[rows] = 0.0
+                buf = optimizer.state.get(c.weight, {}).get("momentum_buffer") if optimizer is not None else None
+                if buf is not None:
+                    buf.view(buf.shape[0], -1)[rows] = 0.0
+                settled += int(crossed.sum())
+        return settled
+
+    def register_step_hook(self, optimizer: torch.optim.Optimizer) -> list:
+        """Run :meth:`reset_gradients` before every ``optimizer.step()`` and :meth:`settle_masked`
+        after it; returns the two hook handles."""
+        before: dict[int, list[torch.Tensor]] = {}
+
+        def pre(*_):
+            self.reset_gradients()
+            before.clear()
+            before.update(self.masked_rows())
+
+        def post(*_):
+            self.settle_masked(before, optimizer)
+
+        return [optimizer.register_step_pre_hook(pre), optimizer.register_step_post_hook(post)]
 
     # ----------------------------------------------------------------------- cost
     def kept(self) -> np.ndarray:
@@ -200,11 +251,12 @@ class CompactorModel:
         return self.cost.original_params
 
     def min_units(self, group: ChannelGroup) -> int:
-        """Fewest pruning units a group may keep under ``min_channels`` and ``round_to``."""
+        """Fewest pruning units a group may keep under ``min_channels``, ``min_ratio`` and ``round_to``."""
         unit = group.spec.unit_size
+        least = max(self.config.min_channels, math.ceil(self.config.min_ratio * group.spec.period * unit - 1e-9))
         for units in range(1, group.spec.period + 1):
             width = units * unit
-            if width >= self.config.min_channels and self.width_allowed(group, units):
+            if width >= least and self.width_allowed(group, units):
                 return units
         return group.spec.period
 

@@ -30,8 +30,8 @@ def check_target(cm: CompactorModel, target: float) -> None:
     if target < lowest:
         raise UnreachableTarget(
             f"FLOPs target {target:.3f} is below the lowest reachable {lowest:.3f} of the "
-            f"original with every compacted group at its minimum width; raise the target, "
-            f"lower min_channels/round_to, or use scope='all'")
+            f"original with every compacted group at its minimum width; raise the target or lower "
+            f"min_ratio/min_channels/round_to" + ("" if cm.config.scope.value == "all" else ", or use scope='all'"))
 
 
 class NormSchedule:

@@ -53,6 +53,8 @@ class CompressConfig:
         compactor_momentum: SGD momentum of the compactors (ResRep: 0.99 over long schedules;
             0.9 lets masked rows settle at zero within the short runs users make).
         round_to: kept widths are multiples of this.
+        min_ratio: every group keeps at least this fraction of its channels (0 gives CDD's purely
+            global ranking, which empties deep layers at aggressive targets).
         kd_temperature: KD temperature (CDD: 2).
         pooled_weight: weight of CDD's per-block pooled-feature loss (0.5).
         distill: extra terms, e.g. ``"rkd_distance:25,fitnet:2@backbone.layer3"``.
@@ -70,6 +72,7 @@ class CompressConfig:
     penalty: float = 4e-3
     compactor_momentum: float = 0.9
     round_to: int = 1
+    min_ratio: float = 0.2
     kd_temperature: float = 2.0
     pooled_weight: float = 0.5
     distill: str = ""
@@ -117,13 +120,14 @@ def stage_names(model: nn.Module, x: torch.Tensor, limit: int = 4) -> list[str]:
     return names[-limit:]
 
 
-def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig) -> float:
-    """Lasso on masked rows large enough that a row of norm 1.5 masked at ``deadline`` reaches zero
-    by the end (never below ``penalty``): with SGD momentum m a constant gradient g moves a row by
-    about lr * g / (1 - m) per step."""
+def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig, reach: float = 1.5) -> float:
+    """Lasso on masked rows large enough that a row of norm ``reach`` masked at ``deadline`` reaches
+    zero by the end (never below ``penalty``): with SGD momentum m a constant gradient g moves a row by
+    about lr * g / (1 - m) per step. Rows that get there early are pinned at zero
+    (:meth:`CompactorModel.settle_masked`), so erring on the large side costs nothing."""
     travel = sum(trainer.lr_factor(t) for t in range(deadline, trainer.total_steps)) * config.train.lr
     travel /= 1.0 - config.compactor_momentum
-    return max(config.penalty, 1.5 / max(travel, 1e-12))
+    return max(config.penalty, reach / max(travel, 1e-12))
 
 
 def _pooled(t: torch.Tensor) -> torch.Tensor:
@@ -151,7 +155,7 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
     ctx.barrier()
     example = torch.stack([data.train[i][0] for i in range(2)])
     cm = attach(student.train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
-                                                          round_to=config.round_to))
+                                                          round_to=config.round_to, min_ratio=config.min_ratio))
     frozen = Teacher(teacher)
     stages = stage_names(student, example)
     group_layers = {g.name: g.spec.anchors[0] for g in cm.groups} if config.schedule == "retrieval" else {}
@@ -203,7 +207,9 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
         groups.append({"params": list(extras.parameters())})
     trainer = Trainer(student, objective, data.train, tcfg, out, param_groups=groups, ctx=ctx,
                       stateful={"schedule": schedule}, after_step=after_step)
-    cm.config.masked_penalty = masked_penalty_for(trainer, int(config.mask_until * total), config)
+    # identity-initialised compactors: a group of n compactors starts with joint row norms sqrt(n)
+    reach = 2.0 * max((math.sqrt(len(g.compactors)) for g in cm.groups), default=1.0)
+    cm.config.masked_penalty = masked_penalty_for(trainer, int(config.mask_until * total), config, reach)
     cm.register_step_hook(trainer.optimizer)
     trainer.fit(resume=resume)
     train_seconds = time.time() - start
@@ -263,6 +269,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
         rows.append(model_row(f"compressed + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
                               device, reps))
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
+    if config.min_ratio != CompressConfig.min_ratio:
+        label += f" (min-ratio {config.min_ratio:g})"
     extra = {"method": label + (f" + {config.distill}" if config.distill else ""),
              "target_flops": config.target_flops, "penalty": config.penalty,
              "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
