@@ -26,6 +26,13 @@ def test_digits_study_lands_every_method_within_two_percent(tmp_path):
         assert 0.35 * 0.98 <= r["flops"] / base <= 0.35 + 1e-9, r
     for name in ("comparison.md", "comparison.csv", "map_vs_flops.png", "map_vs_latency.png"):
         assert (tmp_path / "out" / "digits" / name).is_file()
+    latency = json.loads((tmp_path / "out" / "digits" / "latency.json").read_text())
+    assert set(latency) == {"teacher"} | {r["run"] for r in rows}
+    assert latency["teacher"]["ratio_b32"] == 1.0
+    for r in rows:  # the table carries the side-by-side figures, not each run's own
+        assert r["latency_b32_ms"] == latency[r["run"]]["latency_b32_ms"] > 0
+        assert r["latency_ratio_b32"] == latency[r["run"]]["ratio_b32"]
+    assert "side by side" in (tmp_path / "out" / "digits" / "comparison.md").read_text()
 
 
 def test_report_refuses_mixed_datasets_and_missing_runs(tmp_path):

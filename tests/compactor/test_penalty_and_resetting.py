@@ -95,3 +95,53 @@ def test_masked_penalty_applies_to_masked_rows_only():
         w = c.weight.detach().view(c.weight.shape[0], -1)
         expected = keep.float().view(-1, 1) * tg.view_as(w) + coef * w / norms.view(-1, 1)
         assert torch.allclose(c.weight.grad.view_as(w), expected, atol=1e-6)
+
+
+def _mask_first_rows(cm, n=2):
+    g = max(cm.groups, key=lambda g: len(g.compactors))
+    keep = torch.ones(g.channels, dtype=torch.bool)
+    keep[:n] = False
+    g.set_mask(keep)
+    return g, keep
+
+
+def test_settle_pins_only_rows_that_crossed_zero():
+    _, cm = _setup()
+    g, keep = _mask_first_rows(cm)
+    before = cm.masked_rows()
+    c0 = g.compactors[0]
+    w = c0.weight.view(c0.weight.shape[0], -1)
+    opt = torch.optim.SGD(cm.compactor_parameters(), lr=0.1, momentum=0.9)
+    for c in g.compactors:
+        opt.state[c.weight]["momentum_buffer"] = torch.ones_like(c.weight)
+    with torch.no_grad():
+        w[0].mul_(-0.5)  # row 0 of the first compactor flips its direction: it crossed zero
+        w[1].mul_(0.5)  # row 1 only shrank
+        kept_before = w[2].clone()
+    assert cm.settle_masked(before, opt) == 1
+    assert torch.equal(w[0], torch.zeros_like(w[0]))
+    assert torch.equal(opt.state[c0.weight]["momentum_buffer"].view_as(w)[0], torch.zeros_like(w[0]))
+    assert bool((w[1] != 0).any()) and torch.equal(w[2], kept_before)
+    assert bool((opt.state[c0.weight]["momentum_buffer"].view_as(w)[1] == 1).all())
+
+
+@pytest.mark.parametrize("settle", [True, False])
+def test_masked_rows_end_at_exact_zero_only_when_settled(settle):
+    net, cm = _setup(lam=0.1)
+    cm.config.masked_penalty = 2.0
+    g, keep = _mask_first_rows(cm)
+    opt = torch.optim.SGD(cm.compactor_parameters(), lr=0.05, momentum=0.9)
+    if settle:
+        cm.register_step_hook(opt)
+    else:
+        opt.register_step_pre_hook(lambda *_: cm.reset_gradients())
+    for _ in range(60):  # a constant-length step of 0.1 per iteration reaches zero within about 15
+        opt.zero_grad()
+        net(torch.randn(4, 1, 8, 8)).pow(2).mean().backward()
+        opt.step()
+    masked = _joint_norms(g)[~keep]
+    if settle:
+        assert torch.equal(masked, torch.zeros_like(masked))
+    else:  # plain subgradient steps with momentum keep swinging around zero
+        assert float(masked.max()) > 1e-2
+    assert float(_joint_norms(g)[keep].min()) > 0.1

@@ -138,3 +138,22 @@ def test_diagonal_residual_option_keeps_surgery_exact():
     NormSchedule(cm, target=0.5).update(limit=10**9)
     res = surgery(cm, x)
     assert res.rel_diff <= 1e-5
+
+
+def test_min_ratio_floors_every_group_and_names_itself_when_unreachable():
+    import math
+
+    from capdist.compactor.schedule import check_target
+
+    net = TinyResNet(in_channels=1, width=8)
+    cm = attach(net, torch.randn(2, 1, 8, 8), CompactorConfig(scope="all", min_ratio=0.3))
+    for g in cm.groups:
+        assert cm.min_units(g) * g.spec.unit_size == max(1, math.ceil(0.3 * g.channels))
+    lowest = cm.min_flops() / cm.original_flops
+    sched = NormSchedule(cm, target=lowest + 1e-6)
+    sched.update(limit=10**9)
+    for g in cm.groups:
+        assert int(g.mask.sum()) >= math.ceil(0.3 * g.channels)
+    assert sched.reached()
+    with pytest.raises(UnreachableTarget, match="min_ratio"):
+        check_target(cm, lowest * 0.9)

@@ -127,3 +127,43 @@ def test_retrieval_masks_never_shrink_and_cap_holds():
             assert flops >= 0.8 * cm.original_flops * 0.9
     sched.top_up()
     assert cm.flops() <= 0.8 * cm.original_flops * 1.0001
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("schedule", ["retrieval", "norm"])
+def test_interrupted_compress_resumes_to_the_uninterrupted_result(teacher_dir, tmp_path, monkeypatch, schedule):
+    from safetensors.torch import load_file
+
+    from capdist.compactor import NormSchedule
+
+    def config():
+        cfg = _config(schedule, "all")
+        cfg.train.checkpoint_every = 5
+        return cfg
+
+    full = tmp_path / "full"
+    compress(str(teacher_dir), None, "digits", config(), full, train_subset=320)
+    cls = RetrievalSchedule if schedule == "retrieval" else NormSchedule
+    name = "observe" if schedule == "retrieval" else "step"
+    original = getattr(cls, name)
+
+    def dying(self, *args):
+        if self.steps == 12:  # after the masks started (warm-up is one epoch of 10 steps), past a checkpoint
+            raise _Interrupted
+        return original(self, *args)
+
+    monkeypatch.setattr(cls, name, dying)
+    cut = tmp_path / "cut"
+    with pytest.raises(_Interrupted):
+        compress(str(teacher_dir), None, "digits", config(), cut, train_subset=320)
+    assert (cut / "checkpoint.pt").is_file() and not (cut / "model.safetensors").exists()
+    monkeypatch.setattr(cls, name, original)
+    compress(str(teacher_dir), None, "digits", config(), cut, train_subset=320, resume=True)
+    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert json.loads((full / "plan.json").read_text()) == json.loads((cut / "plan.json").read_text())
