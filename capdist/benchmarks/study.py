@@ -25,8 +25,9 @@ from ..engine.prune import PruneConfig, prune_run
 from ..engine.retrieval import train_retrieval
 from ..engine.trainer import TrainConfig
 from ..errors import CapdistError
-from ..io.atomic import atomic_write_json
+from ..io.atomic import atomic_write_bytes, atomic_write_json
 from .compare import compare_runs
+from .goals import goals_markdown
 from .retime import retime_runs
 
 
@@ -116,6 +117,9 @@ def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path
             atomic_write_json(out / "summary.json", summary)
     summary["seconds"] = round(time.time() - start, 1)
     atomic_write_json(out / "summary.json", summary)
+    if summary["protocols"]:
+        atomic_write_bytes(out / "goals.md", (f"# Goals of `{out.name}`, judged from its tables\n\n"
+                                              + goals_markdown(out)).encode())
     return summary
 
 

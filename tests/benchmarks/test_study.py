@@ -33,6 +33,8 @@ def test_digits_study_lands_every_method_within_two_percent(tmp_path):
         assert r["latency_b32_ms"] == latency[r["run"]]["latency_b32_ms"] > 0
         assert r["latency_ratio_b32"] == latency[r["run"]]["ratio_b32"]
     assert "side by side" in (tmp_path / "out" / "digits" / "comparison.md").read_text()
+    goals = (tmp_path / "out" / "goals.md").read_text()
+    assert goals.count("| digits |") == 2 * 5  # five goals for each CDD schedule
 
 
 def test_report_refuses_mixed_datasets_and_missing_runs(tmp_path):
@@ -58,3 +60,25 @@ def test_unknown_method_and_unreachable_target():
         prune_to_flops(net, torch.randn(1, 3, 16, 16), "l3", 0.5)
     with pytest.raises(UnreachableTarget, match="cannot reach 0.001"):
         prune_to_flops(net, torch.randn(1, 3, 16, 16), "magnitude", 0.001, iterations=3)
+
+
+def _row(method, target, m_ap, asym=None, ratio=None, flops=None):
+    return {"method": method, "target": target, "flops": flops if flops is not None else target * 100, "mAP": m_ap,
+            "mAP_asym": asym, "latency_ratio_b32": ratio}
+
+
+def test_goals_are_judged_from_the_table():
+    from capdist.benchmarks.goals import judge
+
+    teacher = {"flops": 100, "symmetric": {"mAP": 0.70}}
+    runs = [_row("cdd-norm", 0.25, 0.68, asym=0.695, ratio=0.31), _row("cdd-norm", 0.15, 0.69, ratio=0.30),
+            _row("cdd-norm", 0.1, 0.66, ratio=0.1), _row("magnitude", 0.25, 0.69), _row("magnitude", 0.15, 0.60),
+            _row("taylor", 0.1, 0.645), _row("magnitude", 0.1, 0.63)]
+    got = {r["goal"].split(":")[0]: r for r in judge({"teacher": teacher, "runs": runs})}
+    every = got["on or above every baseline at every FLOPs level"]
+    assert every["met"] is False and every["detail"] == "25%: 68.00 vs magnitude 69.00"
+    assert got["15% FLOPs"]["met"] is True  # 69 >= 70 - 1
+    assert got["10% FLOPs"]["met"] is False and "(+1.50)" in got["10% FLOPs"]["detail"]  # 66 < 64.5 + 2
+    assert got["25% FLOPs"]["met"] is True  # 69.5 within 1 of 70
+    latency = got["latency b32 <= 1.2 x FLOPs fraction x teacher's"]
+    assert latency["met"] is False and latency["detail"] == "25%: 0.31 > 0.30; 15%: 0.30 > 0.18"
