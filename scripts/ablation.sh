@@ -24,3 +24,12 @@ python -m capdist report "$S/cdd-retrieval-35" "$S/cdd-norm-35" "$A/cdd-retrieva
     --out docs/benchmarks/fmnist-standard/ablation-35
 python -m capdist report "$S/cdd-retrieval-10" "$S/cdd-norm-10" "$A/cdd-norm-min-ratio-0-10" \
     "$A/cdd-retrieval-min-ratio-0-10" --out docs/benchmarks/fmnist-standard/ablation-10
+# Open set at 25%: can embedding-level terms make student queries compatible with the teacher's gallery?
+O=runs/bench/standard/fmnist-open
+open_common=(--teacher runs/bench/standard/teacher-fmnist-open --data fmnist-open --train-subset 3000
+             --test-subset 2000 --epochs 3 --lr 0.01 --mask-warmup 0.5 --mask-until 0.4 --overwrite
+             --target-flops 0.25 --schedule retrieval --scope all)
+python -m capdist compress "${open_common[@]}" --distill "emb_cosine:1" --out "$A/open-cdd-retrieval-emb-cosine-25"
+python -m capdist compress "${open_common[@]}" --distill "emb_mse:1" --out "$A/open-cdd-retrieval-emb-mse-25"
+python -m capdist report "$O/cdd-retrieval-25" "$O/cdd-norm-25" "$A/open-cdd-retrieval-emb-cosine-25" \
+    "$A/open-cdd-retrieval-emb-mse-25" --out docs/benchmarks/fmnist-standard/ablation-open-25

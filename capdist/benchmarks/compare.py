@@ -121,16 +121,18 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str,
     front = pareto(rows, "flops")
     base = teacher["flops"]
     how = (f"latencies measured side by side in one process, median of {latency['teacher']['rounds']} "
-           f"interleaved rounds, {latency['teacher']['threads']} threads" if latency is not None
+           f"interleaved rounds, {latency['teacher'].get('device', 'cpu')}, {latency['teacher']['threads']} CPU threads"
+           if latency is not None
            else "latencies as each run recorded them (runs timed at different moments)")
     lines = [f"Teacher: {base / 1e9:.4f} GFLOPs, mAP {100 * teacher['symmetric']['mAP']:.2f}, "
              f"R@1 {100 * teacher['symmetric']['R@1']:.2f}, latency b32 {teacher['latency_b32_ms']:.1f} ms; {how}.", "",
-             "| method | FLOPs vs teacher | params (M) | latency b32 (ms) | latency vs teacher | mAP | R@1 "
-             "| mAP (teacher gallery) | epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| method | FLOPs vs teacher | params (M) | latency b1 (ms) | latency b32 (ms) | b32 vs teacher | mAP "
+             "| R@1 | mAP (teacher gallery) | epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(rows):
         asym = f"{100 * r['mAP_asym']:.2f}" if r["mAP_asym"] is not None else "-"
         lines.append(f"| {r['method']} | {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
-                     f"{r['latency_b32_ms']:.1f} | {r['latency_ratio_b32']:.2f} | {100 * r['mAP']:.2f} | "
+                     f"{r['latency_b1_ms']:.2f} | {r['latency_b32_ms']:.1f} | {r['latency_ratio_b32']:.2f} | "
+                     f"{100 * r['mAP']:.2f} | "
                      f"{100 * r['R@1']:.2f} | {asym} | {r['epochs']} | {'yes' if i in front else ''} |")
     atomic_write_bytes(out / "comparison.md", ("\n".join(lines) + "\n").encode())
     buf = io.StringIO()

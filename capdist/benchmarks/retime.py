@@ -26,7 +26,7 @@ from .latency import measure_latency
 
 
 def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int = 7, repeats: int = 5,
-                batch_sizes: tuple[int, ...] = (1, 32), seed: int = 0) -> dict[str, dict]:
+                batch_sizes: tuple[int, ...] = (1, 32), seed: int = 0, device: str = "cpu") -> dict[str, dict]:
     """Median latency of every run's model and of the teacher, in interleaved rounds.
 
     Args:
@@ -36,6 +36,7 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
         repeats: timed passes per model per round.
         batch_sizes: batch sizes to time.
         seed: shuffles the order of models within each round.
+        device: where to time them.
 
     Returns:
         ``{run: {"latency_b1_ms", "latency_b32_ms", "ratio_b1", "ratio_b32", "rounds", "threads"}}``
@@ -58,11 +59,12 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
         rng.shuffle(order)
         for b in batch_sizes:
             for key in order:
-                rep = measure_latency(models[key], shapes[key], batch_size=b, repeats=repeats, warmup=1)
+                rep = measure_latency(models[key], shapes[key], batch_size=b, repeats=repeats, warmup=1,
+                                       device=device)
                 times[key][b].append(rep.p50_ms)
     result = {}
     for key in models:
-        row: dict = {"rounds": rounds, "threads": torch.get_num_threads()}
+        row: dict = {"rounds": rounds, "threads": torch.get_num_threads(), "device": device}
         for b in batch_sizes:
             row[f"latency_b{b}_ms"] = statistics.median(times[key][b])
             row[f"ratio_b{b}"] = statistics.median(

@@ -76,9 +76,19 @@ def _one_run(method: str, teacher: Path, data: str, target: float, p: Profile, o
                   overwrite=True, device=device)
 
 
+def _earlier(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path = "runs/bench",
               device: str = "cpu", echo: Callable[[str], None] = print) -> dict:
-    """Train (or reuse) the teachers, run every method at every target, and write the comparison."""
+    """Train (or reuse) the teachers, run every method at every target, time every model side by
+    side, and write the comparison, ``summary.json`` and ``goals.md``. A study resumed over finished
+    runs reuses them; its ``seconds`` then add to the earlier invocations' (``invocations`` counts them).
+    """
     if profile not in PROFILES:
         raise CapdistError(f"unknown profile '{profile}' (quick, standard, digits)")
     p = PROFILES[profile]
@@ -87,7 +97,7 @@ def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path
     summary: dict = {"profile": profile, "budget": f"{p.epochs} epochs per method after the teacher "
                      f"(teacher training excluded); train subset {p.train_subset}, test subset {p.test_subset}",
                      "protocols": {}}
-    start = time.time()
+    start, cached, prev = time.time(), 0, _earlier(out / "summary.json")
     for data in protocols:
         teacher = root / f"teacher-{data}"
         if not (teacher / "model.safetensors").is_file():
@@ -99,7 +109,9 @@ def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path
         jobs = [(1.0, m) for m in ("unpruned", "unpruned-kd")] + [(t, m) for t in p.targets for m in p.methods]
         for target, method in jobs:
             run = root / data / f"{method}-{round(target * 100)}"
-            if not (run / "report.json").is_file():
+            if (run / "report.json").is_file():
+                cached += 1
+            else:
                 echo(f"[{data}] {method} at {target:.0%} FLOPs ({time.time() - start:.0f} s so far)")
                 try:
                     _one_run(method, teacher, data, target, p, run, device)
@@ -111,11 +123,13 @@ def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path
             atomic_write_json(out / "summary.json", summary)
         if runs:
             echo(f"[{data}] timing {len(runs)} models and the teacher side by side ({p.latency_rounds} rounds)")
-            latency = retime_runs(runs, teacher, rounds=p.latency_rounds)
+            latency = retime_runs(runs, teacher, rounds=p.latency_rounds, device=device)
             atomic_write_json(out / data / "latency.json", latency)
             summary["protocols"][data] = compare_runs(runs, out / data, latency=latency)
             atomic_write_json(out / "summary.json", summary)
-    summary["seconds"] = round(time.time() - start, 1)
+    resumed = cached and prev.get("profile") == profile
+    summary["seconds"] = round((float(prev.get("seconds", 0.0)) if resumed else 0.0) + time.time() - start, 1)
+    summary["invocations"] = 1 + (int(prev.get("invocations", 1)) if resumed else 0)
     atomic_write_json(out / "summary.json", summary)
     if summary["protocols"]:
         atomic_write_bytes(out / "goals.md", (f"# Goals of `{out.name}`, judged from its tables\n\n"

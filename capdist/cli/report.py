@@ -7,13 +7,24 @@ from pathlib import Path
 import click
 
 from ..benchmarks.compare import compare_runs
+from ..benchmarks.retime import retime_runs
+from ..io.atomic import atomic_write_json
 
 
 @click.command("report")
 @click.argument("runs", nargs=-1, required=True)
 @click.option("--out", required=True)
-def report_cmd(runs: tuple[str, ...], out: str) -> None:
+@click.option("--retime", "teacher", default=None,
+              help="Teacher run directory: time every model and the teacher side by side in this process "
+                   "(interleaved rounds) instead of using each run's own latency.")
+@click.option("--rounds", default=7, show_default=True, help="Interleaved timing rounds with --retime.")
+def report_cmd(runs: tuple[str, ...], out: str, teacher: str | None, rounds: int) -> None:
     """Table (Markdown, CSV) and mAP-vs-FLOPs / mAP-vs-latency plots with the Pareto front marked."""
-    compare_runs(list(runs), out)
+    latency = None
+    if teacher:
+        compare_runs(list(runs), out)  # checks the runs before minutes of timing
+        latency = retime_runs(list(runs), teacher, rounds=rounds)
+        atomic_write_json(Path(out) / "latency.json", latency)
+    compare_runs(list(runs), out, latency=latency)
     click.echo(Path(out, "comparison.md").read_text())
     click.echo(f"plots: {out}/map_vs_flops.png, {out}/map_vs_latency.png")

@@ -35,6 +35,17 @@ def test_digits_study_lands_every_method_within_two_percent(tmp_path):
     assert "side by side" in (tmp_path / "out" / "digits" / "comparison.md").read_text()
     goals = (tmp_path / "out" / "goals.md").read_text()
     assert goals.count("| digits |") == 2 * 5  # five goals for each CDD schedule
+    from click.testing import CliRunner
+
+    from capdist.cli.main import cli
+
+    two = [r["run"] for r in rows[:2]]
+    res = CliRunner().invoke(cli, ["report", *two, "--out", str(tmp_path / "rep"), "--rounds", "1",
+                                   "--retime", str(tmp_path / "runs" / "digits" / "teacher-digits")])
+    assert res.exit_code == 0, res.output
+    timed = json.loads((tmp_path / "rep" / "latency.json").read_text())
+    assert set(timed) == {"teacher", *two} and timed["teacher"]["rounds"] == 1
+    assert "side by side" in res.output
 
 
 def test_report_refuses_mixed_datasets_and_missing_runs(tmp_path):
