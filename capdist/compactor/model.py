@@ -100,6 +100,7 @@ class CompactorModel:
         self.cost = cost
         self.example_inputs = example_inputs
         self._penalty_in_graph = False
+        self._masked_index_cache: dict[int, tuple] = {}
 
     # ----------------------------------------------------------------- parameters
     def compactors(self) -> list[nn.Module]:
@@ -173,17 +174,33 @@ class CompactorModel:
                 if not in_graph:
                     grad.add_(direction * keep * lam)
 
+    def _masked_index(self, compactor: nn.Module) -> torch.Tensor:
+        """Indices of a compactor's masked rows, recomputed only when its mask buffer changes
+        (so the training step does no device sync for it)."""
+        key = (id(compactor.mask), compactor.mask._version)
+        hit = self._masked_index_cache.get(id(compactor))
+        if hit is None or hit[0] != key:
+            hit = (key, torch.nonzero(~compactor.mask).flatten())
+            self._masked_index_cache[id(compactor)] = hit
+        return hit[1]
+
     @torch.no_grad()
     def masked_rows(self) -> dict[int, list[torch.Tensor]]:
         """Copies of the masked rows of every compactor (group index -> one tensor per compactor),
         for :meth:`settle_masked`."""
-        return {gi: [c.weight.view(c.weight.shape[0], -1)[~c.mask].clone() for c in g.compactors]
-                for gi, g in enumerate(self.groups) if not bool(g.mask.all())}
+        snap = {}
+        for gi, g in enumerate(self.groups):
+            index = [self._masked_index(c) for c in g.compactors]
+            if any(len(i) for i in index):
+                snap[gi] = [c.weight.view(c.weight.shape[0], -1).index_select(0, i)
+                            for c, i in zip(g.compactors, index, strict=True)]
+        return snap
 
     @torch.no_grad()
     def settle_masked(self, before: dict[int, list[torch.Tensor]],
-                      optimizer: torch.optim.Optimizer | None = None) -> int:
-        """Pin at zero every masked row that crossed zero in the last step; returns how many.
+                      optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
+        """Pin at zero every masked row that crossed zero in the last step; returns how many
+        (a 0-dim tensor, so the training step does not wait for the device).
 
         The lasso subgradient has constant length, so with a fixed step a masked row
         reaches zero and then oscillates around it, with momentum amplifying the swing,
@@ -193,24 +210,23 @@ class CompactorModel:
         and its lasso direction vanish, so it stays there. Call right after
         ``optimizer.step()`` with the rows :meth:`masked_rows` copied right before it.
         """
-        settled = 0
+        counts = []
         for gi, rows_before in before.items():
-            g = self.groups[gi]
-            for c, prev in zip(g.compactors, rows_before, strict=True):
+            for c, prev in zip(self.groups[gi].compactors, rows_before, strict=True):
+                index = self._masked_index(c)
+                if len(index) != len(prev) or not len(index):
+                    continue
                 w = c.weight.view(c.weight.shape[0], -1)
-                after = w[~c.mask]
-                if after.shape != prev.shape:
-                    continue
+                after = w.index_select(0, index)
                 crossed = ((prev * after).sum(1) <= 0) & (after.abs().sum(1) > 0)
-                if not bool(crossed.any()):
-                    continue
-                rows = torch.nonzero(~c.mask).flatten()[crossed]
-                w[rows] = 0.0
+                stay = (~crossed).to(w.dtype).unsqueeze(1)
+                w.index_copy_(0, index, after * stay)
                 buf = optimizer.state.get(c.weight, {}).get("momentum_buffer") if optimizer is not None else None
                 if buf is not None:
-                    buf.view(buf.shape[0], -1)[rows] = 0.0
-                settled += int(crossed.sum())
-        return settled
+                    rows = buf.view(buf.shape[0], -1)
+                    rows.index_copy_(0, index, rows.index_select(0, index) * stay)
+                counts.append(crossed.sum())
+        return torch.stack(counts).sum() if counts else torch.zeros((), dtype=torch.long)
 
     def register_step_hook(self, optimizer: torch.optim.Optimizer) -> list:
         """Run :meth:`reset_gradients` before every ``optimizer.step()`` and :meth:`settle_masked`

@@ -145,3 +145,14 @@ def test_masked_rows_end_at_exact_zero_only_when_settled(settle):
     else:  # plain subgradient steps with momentum keep swinging around zero
         assert float(masked.max()) > 1e-2
     assert float(_joint_norms(g)[keep].min()) > 0.1
+
+
+def test_masked_rows_follow_masks_set_or_loaded():
+    net, cm = _setup()
+    fresh = {k: v.clone() for k, v in net.state_dict().items()}
+    g, keep = _mask_first_rows(cm, n=3)
+    gi = cm.groups.index(g)
+    snap = cm.masked_rows()
+    assert set(snap) == {gi} and all(rows.shape[0] == 3 for rows in snap[gi])
+    net.load_state_dict(fresh)  # a checkpoint taken before any mask: nothing is masked again
+    assert cm.masked_rows() == {}
