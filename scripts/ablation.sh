@@ -33,3 +33,14 @@ python -m capdist compress "${open_common[@]}" --distill "emb_cosine:1" --out "$
 python -m capdist compress "${open_common[@]}" --distill "emb_mse:1" --out "$A/open-cdd-retrieval-emb-mse-25"
 python -m capdist report "$O/cdd-retrieval-25" "$O/cdd-norm-25" "$A/open-cdd-retrieval-emb-cosine-25" \
     "$A/open-cdd-retrieval-emb-mse-25" --out docs/benchmarks/fmnist-standard/ablation-open-25
+# Open set at 10%: the per-layer floor against CDD's purely global ranking.
+open10=("${open_common[@]/0.25/0.10}")
+python -m capdist compress "${open10[@]}" --min-ratio 0 --out "$A/open-cdd-retrieval-min-ratio-0-10"
+python -m capdist compress "${open10[@]/retrieval/norm}" --min-ratio 0 --out "$A/open-cdd-norm-min-ratio-0-10"
+python -m capdist report "$O/cdd-retrieval-10" "$O/cdd-norm-10" "$A/open-cdd-retrieval-min-ratio-0-10" \
+    "$A/open-cdd-norm-min-ratio-0-10" --out docs/benchmarks/fmnist-standard/ablation-open-10
+# Latency at 10%: widths rounded to multiples of 8 against free widths, timed side by side.
+python -m capdist compress "${common[@]}" --target-flops 0.10 --schedule norm --scope all --round-to 8 \
+    --out "$A/cdd-norm-round-to-8-10"
+python -m capdist report "$S/cdd-norm-10" "$A/cdd-norm-round-to-8-10" "$S/magnitude-10" "$S/taylor-10" \
+    --retime "$T" --rounds 9 --out docs/benchmarks/fmnist-standard/latency-10

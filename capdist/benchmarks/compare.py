@@ -45,6 +45,7 @@ def collect(run_dirs: list[str | Path]) -> tuple[list[dict], dict]:
                      "mAP": final["symmetric"]["mAP"], "R@1": final["symmetric"]["R@1"],
                      "mAP_asym": final.get("asymmetric", {}).get("mAP"),
                      "epochs": report.get("epochs", report.get("finetune_epochs")),
+                     "seed": config.get("train", {}).get("seed"),
                      "latency_ratio_b32": final["latency_b32_ms"] / report["models"][0]["latency_b32_ms"]})
         teacher = teacher or report["models"][0]
     if len(datasets) > 1:
@@ -115,7 +116,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str,
     rows, teacher = collect(run_dirs)
     if latency is not None:
         apply_latency(rows, teacher, latency)
-    rows.sort(key=lambda r: (r["method"], -r["flops"]))
+    rows.sort(key=lambda r: (r["method"], -r["flops"], r["seed"] or 0))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     front = pareto(rows, "flops")
@@ -128,9 +129,13 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str,
              f"R@1 {100 * teacher['symmetric']['R@1']:.2f}, latency b32 {teacher['latency_b32_ms']:.1f} ms; {how}.", "",
              "| method | FLOPs vs teacher | params (M) | latency b1 (ms) | latency b32 (ms) | b32 vs teacher | mAP "
              "| R@1 | mAP (teacher gallery) | epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    if len({r["seed"] for r in rows}) > 1:
+        lines[2] = lines[2].replace("| method |", "| method | seed |")
+        lines[3] += "---|"
     for i, r in enumerate(rows):
         asym = f"{100 * r['mAP_asym']:.2f}" if r["mAP_asym"] is not None else "-"
-        lines.append(f"| {r['method']} | {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
+        seed = f" {r['seed']} |" if "| seed |" in lines[2] else ""
+        lines.append(f"| {r['method']} |{seed} {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
                      f"{r['latency_b1_ms']:.2f} | {r['latency_b32_ms']:.1f} | {r['latency_ratio_b32']:.2f} | "
                      f"{100 * r['mAP']:.2f} | "
                      f"{100 * r['R@1']:.2f} | {asym} | {r['epochs']} | {'yes' if i in front else ''} |")

@@ -22,17 +22,21 @@ from ..pruners import METHODS
 @click.option("--round-to", type=int, default=None)
 @click.option("--global-pruning", is_flag=True, help="Rank channels across layers.")
 @click.option("--train-subset", type=int, default=None)
+@click.option("--test-subset", type=int, default=None, help="Evaluate on the first N test queries.")
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=0.01, show_default=True, help="Fine-tuning uses a tenth of it.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
 @click.option("--out", required=True)
 @click.option("--overwrite", is_flag=True)
 def prune_cmd(teacher, weights, method, target_flops, data, finetune_epochs, distill, round_to, global_pruning,
-              train_subset, batch_size, lr, out, overwrite) -> None:
+              train_subset, test_subset, batch_size, lr, seed, device, out, overwrite) -> None:
     """Prune with a torch-pruning importance to TARGET-FLOPS, fine-tune, evaluate."""
     if method not in METHODS:
         raise click.BadParameter(f"unknown method '{method}'; valid: {', '.join(METHODS)}", param_hint="--method")
     cfg = PruneConfig(method=method, target_flops=target_flops, round_to=round_to, global_pruning=global_pruning,
                       finetune_epochs=finetune_epochs, distill=distill,
-                      train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr))
-    prune_run(teacher, weights, data, cfg, out, train_subset=train_subset, overwrite=overwrite)
+                      train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed))
+    prune_run(teacher, weights, data, cfg, out, train_subset=train_subset, test_subset=test_subset,
+              overwrite=overwrite, device=device)
     click.echo(Path(out, "report.md").read_text())

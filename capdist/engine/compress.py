@@ -271,6 +271,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
     if config.min_ratio != CompressConfig.min_ratio:
         label += f" (min-ratio {config.min_ratio:g})"
+    if config.round_to != CompressConfig.round_to:
+        label += f" (round-to {config.round_to})"
     extra = {"method": label + (f" + {config.distill}" if config.distill else ""),
              "target_flops": config.target_flops, "penalty": config.penalty,
              "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
