@@ -129,12 +129,13 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str,
              f"R@1 {100 * teacher['symmetric']['R@1']:.2f}, latency b32 {teacher['latency_b32_ms']:.1f} ms; {how}.", "",
              "| method | FLOPs vs teacher | params (M) | latency b1 (ms) | latency b32 (ms) | b32 vs teacher | mAP "
              "| R@1 | mAP (teacher gallery) | epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    if len({r["seed"] for r in rows}) > 1:
+    seeded = len({r["seed"] for r in rows}) > 1
+    if seeded:
         lines[2] = lines[2].replace("| method |", "| method | seed |")
         lines[3] += "---|"
     for i, r in enumerate(rows):
         asym = f"{100 * r['mAP_asym']:.2f}" if r["mAP_asym"] is not None else "-"
-        seed = f" {r['seed']} |" if "| seed |" in lines[2] else ""
+        seed = f" {r['seed']} |" if seeded else ""
         lines.append(f"| {r['method']} |{seed} {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
                      f"{r['latency_b1_ms']:.2f} | {r['latency_b32_ms']:.1f} | {r['latency_ratio_b32']:.2f} | "
                      f"{100 * r['mAP']:.2f} | "

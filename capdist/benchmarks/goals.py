@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-BASELINES = ("magnitude", "l2", "taylor", "bn_scale", "lamp", "fpgm", "random")
+from ..pruners import METHODS
 
 
 def _pct(x: float) -> str:
@@ -41,7 +41,7 @@ def judge(comparison: dict) -> list[dict]:
     teacher, runs = comparison["teacher"], comparison["runs"]
     t_map = teacher["symmetric"]["mAP"]
     cdd = sorted({r["method"] for r in runs if r["method"].startswith("cdd-")})
-    base = [r for r in runs if r["method"] in BASELINES]
+    base = [r for r in runs if r["method"] in METHODS]
     out = []
     for method in cdd:
         mine = {round(r["target"], 4): r for r in runs if r["method"] == method}

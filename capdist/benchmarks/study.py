@@ -136,7 +136,3 @@ def run_study(dataset: str, profile: str, out: str | Path, runs_root: str | Path
                                               + goals_markdown(out)).encode())
     return summary
 
-
-def summary_rows(path: str | Path) -> list[dict]:
-    """Rows of a written study (for the README table)."""
-    return json.loads(Path(path).read_text())["protocols"]
