@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from ..errors import CapdistError
-from ..io.run_dir import load, read_config
+from ..io.run_dir import load_retrieval as load
+from ..io.run_dir import read_config
 from .latency import measure_latency
 
 

@@ -8,11 +8,13 @@ import click
 
 from ..engine import TrainConfig
 from ..engine.compress import CompressConfig, compress
+from .options import model_source_options
 
 
 @click.command("compress")
-@click.option("--teacher", required=True, help="Run directory, or architecture name with --weights.")
-@click.option("--weights", default=None, help="Teacher weights (safetensors or weights-only .pt).")
+@click.option("--teacher", required=True,
+              help="Run directory, torchvision name, package.module:factory or timm:NAME (with --weights).")
+@model_source_options
 @click.option("--data", required=True)
 @click.option("--out", required=True)
 @click.option("--target-flops", default=0.35, show_default=True, help="Fraction of the teacher's FLOPs.")
@@ -27,6 +29,8 @@ from ..engine.compress import CompressConfig, compress
 @click.option("--round-to", default=1, show_default=True, help="Kept widths are multiples of this.")
 @click.option("--min-ratio", default=0.2, show_default=True,
               help="Every layer keeps at least this fraction of its channels.")
+@click.option("--feature-loss", type=click.Choice(["block", "stage"]), default="block", show_default=True,
+              help="CDD's per-block loss before the compactors (authors' code) or pooled stage outputs (MSE).")
 @click.option("--distill", default="", help="Extra terms, e.g. 'rkd_distance:25,fitnet:2@backbone.layer3'.")
 @click.option("--finetune-epochs", default=0, show_default=True)
 @click.option("--student", default=None, help="Heavy student architecture (default: a copy of the teacher).")
@@ -39,17 +43,20 @@ from ..engine.compress import CompressConfig, compress
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
-def compress_cmd(teacher, weights, data, out, target_flops, schedule, scope, epochs, mask_warmup, mask_until,
-                 mask_ratio, penalty, round_to, min_ratio, distill, finetune_epochs, student, student_weights,
-                 train_subset, test_subset, batch_size, lr, seed, device, resume, overwrite) -> None:
+def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,
+                 scope, epochs, mask_warmup, mask_until, mask_ratio, penalty, round_to, min_ratio, feature_loss,
+                 distill, finetune_epochs, student, student_weights, train_subset, test_subset, batch_size, lr,
+                 seed, device, resume, overwrite) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
                          mask_until=mask_until, ratio=mask_ratio, penalty=penalty, round_to=round_to,
-                         min_ratio=min_ratio, distill=distill, finetune_epochs=finetune_epochs,
+                         min_ratio=min_ratio, feature_loss=feature_loss, distill=distill,
+                         finetune_epochs=finetune_epochs,
                          train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5))
     report = compress(teacher, weights, data, cfg, out, student_name=student, student_weights=student_weights,
                       train_subset=train_subset, resume=resume, overwrite=overwrite, device=device,
-                      test_subset=test_subset)
+                      test_subset=test_subset, model_args=model_args, embedding_output=embedding_output,
+                      allow_partial=allow_partial)
     if report:
         click.echo(Path(out, "report.md").read_text())
         click.echo(f"plot: {out}/accuracy_vs_flops.png")

@@ -8,12 +8,16 @@ import click
 import torch
 
 from ..compactor import CompactorConfig, plan_groups
-from ..models import build_model, parse_input_size
+from ..models import parse_input_size
+from ..models.view import inner
+from .options import model_source_options, open_cli_model
 
 
-def inspect_report(model_spec: str, input_size: str, scope: str, num_classes: int) -> dict:
+def inspect_report(model_spec: str, input_size: str, scope: str, num_classes: int, weights: str | None = None,
+                   model_args: dict | None = None, embedding_output=None, allow_partial: bool = False) -> dict:
     """Which groups get compactors (and of which kind), which are pinned, which cannot and why."""
-    model = build_model(model_spec, num_classes=num_classes)
+    model = inner(open_cli_model(model_spec, weights, model_args or {}, embedding_output, allow_partial,
+                                 num_classes))
     x = torch.randn(1, *parse_input_size(input_size))
     chosen, skipped = plan_groups(model, x, CompactorConfig(scope=scope))
     rows = []
@@ -32,14 +36,17 @@ def inspect_report(model_spec: str, input_size: str, scope: str, num_classes: in
 
 @click.command("inspect")
 @click.argument("model")
+@model_source_options
 @click.option("--input-size", default="3,224,224", show_default=True, help="C,H,W of one image.")
-@click.option("--scope", type=click.Choice(["internal", "all"]), default="internal",
+@click.option("--scope", type=click.Choice(["internal", "all"]), default="all",
               show_default=True)
 @click.option("--num-classes", default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect_cmd(model: str, input_size: str, scope: str, num_classes: int, as_json: bool) -> None:
+def inspect_cmd(model: str, weights, model_args, embedding_output, allow_partial, input_size: str, scope: str,
+                num_classes: int, as_json: bool) -> None:
     """Pre-flight report: channel groups, compactor kinds, what is pinned or unsupported."""
-    report = inspect_report(model, input_size, scope, num_classes)
+    report = inspect_report(model, input_size, scope, num_classes, weights, model_args, embedding_output,
+                            allow_partial)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return

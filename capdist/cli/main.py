@@ -46,8 +46,20 @@ def _register_optional() -> None:
 _register_optional()
 
 
+def _log_to_stderr() -> None:
+    import logging
+
+    logger = logging.getLogger("capdist")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main() -> None:
     """Entry point: run the CLI, turning capdist errors into one line."""
+    _log_to_stderr()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:

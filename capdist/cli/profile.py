@@ -8,11 +8,14 @@ import click
 import torch
 
 from ..benchmarks import count, measure_latency
-from ..models import build_model, parse_input_size
+from ..io.export import EmbeddingOnly
+from ..models import parse_input_size
+from .options import model_source_options, open_cli_model
 
 
 @click.command("profile")
 @click.argument("model")
+@model_source_options
 @click.option("--input-size", default="3,224,224", show_default=True, help="C,H,W of one image.")
 @click.option("--batch-size", default=32, show_default=True, help="Batch for the second timing.")
 @click.option("--repeats", default=20, show_default=True)
@@ -20,11 +23,13 @@ from ..models import build_model, parse_input_size
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--num-classes", default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def profile_cmd(model: str, input_size: str, batch_size: int, repeats: int, threads: int | None,
+def profile_cmd(model: str, weights, model_args, embedding_output, allow_partial, input_size: str,
+                batch_size: int, repeats: int, threads: int | None,
                 device: str, num_classes: int, as_json: bool) -> None:
     """Count params and FLOPs (fvcore vs thop) and time batch 1 and batch N."""
     size = parse_input_size(input_size)
-    net = build_model(model, num_classes=num_classes)
+    net = EmbeddingOnly(open_cli_model(model, weights, model_args, embedding_output, allow_partial,
+                                       num_classes)).eval()
     counts = count(net, torch.randn(1, *size))
     one = measure_latency(net, size, 1, repeats, device=device, threads=threads, breakdown=True)
     many = measure_latency(net, size, batch_size, repeats, device=device, threads=threads)

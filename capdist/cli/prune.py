@@ -9,11 +9,13 @@ import click
 from ..engine import TrainConfig
 from ..engine.prune import PruneConfig, prune_run
 from ..pruners import METHODS
+from .options import model_source_options
 
 
 @click.command("prune")
-@click.option("--model", "teacher", required=True, help="Run directory, or architecture name with --weights.")
-@click.option("--weights", default=None)
+@click.option("--model", "teacher", required=True,
+              help="Run directory, torchvision name, package.module:factory or timm:NAME (with --weights).")
+@model_source_options
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
 @click.option("--target-flops", default=0.35, show_default=True)
 @click.option("--data", required=True)
@@ -29,7 +31,8 @@ from ..pruners import METHODS
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--out", required=True)
 @click.option("--overwrite", is_flag=True)
-def prune_cmd(teacher, weights, method, target_flops, data, finetune_epochs, distill, round_to, global_pruning,
+def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, method,
+               target_flops, data, finetune_epochs, distill, round_to, global_pruning,
               train_subset, test_subset, batch_size, lr, seed, device, out, overwrite) -> None:
     """Prune with a torch-pruning importance to TARGET-FLOPS, fine-tune, evaluate."""
     if method not in METHODS:
@@ -38,5 +41,6 @@ def prune_cmd(teacher, weights, method, target_flops, data, finetune_epochs, dis
                       finetune_epochs=finetune_epochs, distill=distill,
                       train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed))
     prune_run(teacher, weights, data, cfg, out, train_subset=train_subset, test_subset=test_subset,
-              overwrite=overwrite, device=device)
+              overwrite=overwrite, device=device, model_args=model_args, embedding_output=embedding_output,
+              allow_partial=allow_partial)
     click.echo(Path(out, "report.md").read_text())

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
 from ..engine import TrainConfig
 from ..engine.retrieval import evaluate_models, train_retrieval
+from .options import model_source_options
 
 
 def _print_metrics(label: str, m: dict) -> None:
@@ -46,19 +48,29 @@ def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optim
 
 
 @click.command("eval")
-@click.option("--model", "model_dir", required=True, help="Run directory (query encoder).")
+@click.option("--model", "model_dir", required=True,
+              help="Query encoder: run directory, or a model source with --weights.")
+@model_source_options
 @click.option("--data", required=True)
 @click.option("--gallery-model", default=None, help="Run directory encoding the gallery (asymmetric).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_dir, data, gallery_model, device, as_json) -> None:
+def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, gallery_model, device,
+             as_json) -> None:
     """Retrieval metrics of a trained or compressed model (mAP, R@1/5/10, mINP)."""
     from ..data import open_dataset
-    from ..io import load
+    from ..io.run_dir import load_retrieval
+    from ..io.sources import open_model
 
-    model = load(model_dir)
-    gallery = load(gallery_model) if gallery_model else None
-    result = evaluate_models(model, open_dataset(data), gallery, device=device)
+    dataset = open_dataset(data)
+    if Path(model_dir).is_dir() and not weights:
+        model = load_retrieval(model_dir)
+    else:
+        opened = open_model(model_dir, weights, model_args, dataset.num_classes, embedding_output, allow_partial)
+        click.echo(f"model: {opened.note}", err=True)
+        model = opened.model
+    gallery = load_retrieval(gallery_model) if gallery_model else None
+    result = evaluate_models(model, dataset, gallery, device=device)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -8,7 +8,7 @@ above its minimum width and at widths that are multiples of ``round_to``. Masks
 are recomputed from scratch each time, so a channel can come back.
 
 Example:
-    >>> sched = NormSchedule(cm, target=0.35, warmup=100, interval=20)  # doctest: +SKIP
+    >>> sched = NormSchedule(cm, target=0.35, warmup=100, interval=20, until=800)  # doctest: +SKIP
     >>> for batch in loader:  # doctest: +SKIP
     ...     ...; cm.reset_gradients(); optimizer.step(); sched.step()
 """
@@ -42,17 +42,24 @@ class NormSchedule:
         target: FLOPs after surgery as a fraction of the original's fvcore FLOPs.
         warmup: optimizer steps before the first mask update.
         interval: steps between updates.
-        granularity: at most this many more units masked per update than before.
+        granularity: at most this many more units masked per update than before (ResRep's pacing,
+            which needs thousands of steps to reach an aggressive target).
+        until: step by which the target is reached: the masked count may also grow linearly from
+            the warm-up to this step, so a short loop of a user's own reaches its target
+            (``None``: granularity alone paces the masks).
     """
 
     def __init__(self, cm: CompactorModel, target: float, warmup: int = 0, interval: int = 1,
-                 granularity: int = 4) -> None:
+                 granularity: int = 4, until: int | None = None) -> None:
         check_target(cm, target)
+        if until is not None and until < warmup:
+            raise ValueError(f"until ({until}) must not come before the warm-up ends ({warmup})")
         self.cm = cm
         self.target = target
         self.warmup = warmup
         self.interval = max(1, interval)
         self.granularity = granularity
+        self.until = until
         self.steps = 0
         self.masked_units = 0
 
@@ -66,10 +73,32 @@ class NormSchedule:
     def step(self) -> bool:
         """Count one optimizer step; update masks when due. Returns True if it updated."""
         self.steps += 1
-        if self.steps < self.warmup or (self.steps - self.warmup) % self.interval:
+        at_deadline = self.until is not None and self.steps >= self.until and not self.reached()
+        if not at_deadline and (self.steps < self.warmup or (self.steps - self.warmup) % self.interval):
             return False
         self.update()
         return True
+
+    def finish(self, strict: bool = False) -> bool:
+        """Say whether the masks reached the target; warn (or raise with ``strict``) when not.
+
+        Call it before :func:`surgery`: a schedule that ran out of steps returns a model above the
+        requested FLOPs otherwise without a word.
+
+        Raises:
+            UnreachableTarget: with ``strict``, when the target was not reached.
+        """
+        if self.reached():
+            return True
+        got = self.cm.flops() / self.cm.original_flops
+        msg = (f"the mask schedule reached {got:.3f} of the FLOPs, not the target {self.target:.3f}, after "
+               f"{self.steps} steps; give it more steps or pass until=STEP so the masks reach it in time")
+        if strict:
+            raise UnreachableTarget(msg)
+        import warnings
+
+        warnings.warn(msg, UserWarning, stacklevel=2)
+        return False
 
     def reached(self) -> bool:
         """Whether the current masks meet the FLOPs target."""
@@ -122,6 +151,9 @@ class NormSchedule:
             else:
                 lo = mid + 1
         cap = self.masked_units + self.granularity if limit is None else limit
+        if limit is None and self.until is not None:
+            span = max(1, self.until - self.warmup)
+            cap = max(cap, int(np.ceil(lo * min(1.0, (self.steps - self.warmup) / span))))
         count = min(lo, cap)
         self.masked_units = count
         removed = np.bincount(walk_arr[:count], minlength=len(groups))

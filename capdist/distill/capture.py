@@ -50,18 +50,21 @@ class FeatureCapture:
     Args:
         model: the network (wrapped or not).
         names: module names, e.g. ``["backbone.layer3"]``.
+        inputs: record what each module receives (its first input) instead of what it returns.
     """
 
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
+    def __init__(self, model: nn.Module, names: list[str], inputs: bool = False) -> None:
         self.features: dict[str, torch.Tensor] = {}
         self._hooks = []
+        self.inputs = inputs
         for name in dict.fromkeys(names):
             module = resolve(model, name)
             self._hooks.append(module.register_forward_hook(self._record(name)))
 
     def _record(self, name: str):
-        def hook(_module, _inputs, output):
-            self.features[name] = output if isinstance(output, torch.Tensor) else output[0]
+        def hook(_module, inputs, output):
+            value = inputs if self.inputs else output
+            self.features[name] = value if isinstance(value, torch.Tensor) else value[0]
         return hook
 
     def remove(self) -> None:

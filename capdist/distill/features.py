@@ -48,8 +48,26 @@ def hcl_loss(f_s: torch.Tensor, f_t: torch.Tensor, levels: tuple[int, ...] = (4,
     return loss / total
 
 
+def _pool(t: torch.Tensor) -> torch.Tensor:
+    return t.mean((2, 3)) if t.dim() == 4 else t.reshape(t.shape[0], -1, t.shape[-1]).mean(1) if t.dim() == 3 else t
+
+
+def block_feature_loss(feats_s: list[torch.Tensor], feats_t: list[torch.Tensor]) -> torch.Tensor:
+    """CDD's block loss as the authors' code computes it (``Fitnet_loss`` in ``MSMT/loss/kl_loss.py``):
+    for every block, the *unsquared* L2 distance between the globally pooled student and teacher
+    features of each sample, averaged over the batch, *summed* over blocks.
+
+    Example:
+        >>> s, t = [torch.zeros(2, 3, 4, 4)], [torch.ones(2, 3, 4, 4)]
+        >>> round(float(block_feature_loss(s, t)), 4)  # sqrt(3) per sample
+        1.7321
+    """
+    terms = [(_pool(s) - _pool(t).detach()).norm(dim=1).mean() for s, t in zip(feats_s, feats_t, strict=True)]
+    return torch.stack(terms).sum()
+
+
 def pooled_feature_loss(feats_s: list[torch.Tensor], feats_t: list[torch.Tensor]) -> torch.Tensor:
-    """CDD: mean over blocks of the MSE between global-average-pooled features."""
+    """Stage-level variant: mean over stages of the MSE between global-average-pooled features."""
     terms = [F.mse_loss(s.mean((2, 3)) if s.dim() == 4 else s, (t.mean((2, 3)) if t.dim() == 4 else t).detach())
              for s, t in zip(feats_s, feats_t, strict=True)]
     return torch.stack(terms).mean()

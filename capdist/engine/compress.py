@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,16 +28,16 @@ from torch import nn
 from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
 from ..data import BatchPlan, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
-from ..distill.features import pooled_feature_loss
-from ..distill.logits import kd_loss
+from ..distill.features import block_feature_loss, pooled_feature_loss
 from ..io.atomic import prepare_out_dir
-from ..io.run_dir import load
-from ..io.weights import load_weights
-from ..models import RetrievalNet
-from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
+from ..io.sources import open_model
+from ..models.view import inner, like
 from .distributed import init_distributed
 from .outputs import model_row, save_result
+from .task_loss import task_loss_for
 from .trainer import TrainConfig, Trainer
+
+log = logging.getLogger("capdist")
 
 
 @dataclass
@@ -56,7 +57,10 @@ class CompressConfig:
         min_ratio: every group keeps at least this fraction of its channels (0 gives CDD's purely
             global ranking, which empties deep layers at aggressive targets).
         kd_temperature: KD temperature (CDD: 2).
-        pooled_weight: weight of CDD's per-block pooled-feature loss (0.5).
+        feature_loss: ``"block"`` (CDD's own: per compacted block, the unsquared L2 distance of the
+            pooled features before the compactor, batch mean, summed over blocks) or ``"stage"``
+            (mean over the last four stages of the MSE of pooled stage outputs).
+        pooled_weight: weight of that feature loss (CDD: 0.5).
         distill: extra terms, e.g. ``"rkd_distance:25,fitnet:2@backbone.layer3"``.
         k, ratio, bank_size: retrieval schedule neighbours, low fraction, bank length.
         finetune_epochs: epochs of plain fine-tuning after surgery.
@@ -74,6 +78,7 @@ class CompressConfig:
     round_to: int = 1
     min_ratio: float = 0.2
     kd_temperature: float = 2.0
+    feature_loss: str = "block"
     pooled_weight: float = 0.5
     distill: str = ""
     k: int = 5
@@ -84,19 +89,27 @@ class CompressConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def load_teacher(teacher: str, weights: str | None, num_classes: int) -> nn.Module:
-    """A trained teacher from a run directory, or an architecture name plus a weights file."""
-    if Path(teacher).is_dir():
-        return load(teacher)
-    if weights and (Path(weights).parent / "config.json").is_file():
-        from ..io.run_dir import build_from_config, read_config
+def load_teacher(teacher: str | nn.Module, weights: str | None, num_classes: int, args: dict | None = None,
+                 embedding_output: str | int | None = None, allow_partial: bool = False) -> nn.Module:
+    """A trained teacher: a module already in hand, a run directory, or a model source plus weights
+    (see :func:`capdist.io.sources.open_model`); says in one log line what was built and how."""
+    if isinstance(teacher, nn.Module):
+        return teacher.eval()
+    if weights and not Path(teacher).is_dir() and (Path(weights).parent / "config.json").is_file() \
+            and ":" not in teacher:
+        from ..io.run_dir import read_config
 
-        model = build_from_config(read_config(Path(weights).parent))
-    else:
-        model = RetrievalNet(teacher, num_classes)
-    if weights:
-        load_weights(model, weights)
-    return model.eval()
+        config = read_config(Path(weights).parent)
+        if isinstance(config.get("model"), dict) and config["model"].get("backbone") == teacher:
+            teacher = str(Path(weights).parent)
+    opened = open_model(teacher, weights, args, num_classes, embedding_output, allow_partial)
+    log.info("teacher: %s", opened.note)
+    return opened.model.eval()
+
+
+def block_layers(cm) -> list[str]:
+    """Anchors of the compacted blocks (groups not tied by a residual add), one per block (CDD)."""
+    return [g.spec.anchors[0] for g in cm.groups if not g.spec.residual]
 
 
 def stage_names(model: nn.Module, x: torch.Tensor, limit: int = 4) -> list[str]:
@@ -134,49 +147,68 @@ def _pooled(t: torch.Tensor) -> torch.Tensor:
     return t.mean((2, 3)) if t.dim() == 4 else t.reshape(t.shape[0], -1, t.shape[-1]).mean(1)
 
 
-def compress(teacher_name: str, weights: str | None, data_spec: str, config: CompressConfig, out: str | Path,
-             student_name: str | None = None, student_weights: str | None = None,
-             train_subset: int | None = None, resume: bool = False, overwrite: bool = False,
-             device: str = "cpu", test_subset: int | None = None) -> dict:
-    """Run CDD and write the compressed model and its report into ``out``."""
+def resolve_data(data: str | RetrievalData, train_subset: int | None = None, test_subset: int | None = None,
+                 seed: int = 0) -> RetrievalData:
+    """A dataset spec or a :class:`RetrievalData` already in hand, with the requested subsets."""
+    opened = data if isinstance(data, RetrievalData) else open_dataset(data)
+    return opened.train_subset(train_subset, seed=seed).test_subset(test_subset)
+
+
+def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str | RetrievalData,
+             config: CompressConfig, out: str | Path, student_name: str | None = None,
+             student_weights: str | None = None, train_subset: int | None = None, resume: bool = False,
+             overwrite: bool = False, device: str = "cpu", test_subset: int | None = None,
+             model_args: dict | None = None, embedding_output: str | int | None = None,
+             allow_partial: bool = False) -> dict:
+    """Run CDD and write the compressed model and its report into ``out``.
+
+    ``teacher_name`` is anything :func:`load_teacher` takes: an ``nn.Module``, a run directory,
+    a torchvision name, ``package.module:factory`` (arguments in ``model_args``) or ``timm:NAME``.
+    """
     start = time.time()
     ctx = init_distributed(device)
     out = Path(out)
-    data = open_dataset(data_spec).train_subset(train_subset, seed=config.train.seed).test_subset(test_subset)
-    teacher = load_teacher(teacher_name, weights, data.num_classes).to(ctx.device)
+    data = resolve_data(data_spec, train_subset, test_subset, config.train.seed)
+    teacher = load_teacher(teacher_name, weights, data.num_classes, model_args, embedding_output,
+                           allow_partial).to(ctx.device)
     if student_name:
-        student = RetrievalNet(student_name, data.num_classes)
-        if student_weights:
-            load_weights(student, student_weights)
+        student = load_teacher(student_name, student_weights, data.num_classes, model_args, embedding_output,
+                               allow_partial).to(ctx.device)
     else:
         student = copy.deepcopy(teacher)
     if ctx.is_main:
         prepare_out_dir(out, overwrite=overwrite, resume=resume)
     ctx.barrier()
-    example = torch.stack([data.train[i][0] for i in range(2)])
-    cm = attach(student.train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
-                                                          round_to=config.round_to, min_ratio=config.min_ratio))
+    example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
+    cm = attach(inner(student).train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
+                                                                 round_to=config.round_to,
+                                                                 min_ratio=config.min_ratio))
+    student.train()
     frozen = Teacher(teacher)
-    stages = stage_names(student, example)
-    group_layers = {g.name: g.spec.anchors[0] for g in cm.groups} if config.schedule == "retrieval" else {}
+    prefix = "model." if inner(student) is not student else ""
+    blocks = [prefix + a for a in block_layers(cm)] if config.feature_loss == "block" and not student_name else []
+    stages = [] if blocks else stage_names(student, example)
+    feature_loss = "block" if blocks else "stage"
+    group_layers = {g.name: prefix + g.spec.anchors[0] for g in cm.groups} if config.schedule == "retrieval" else {}
     cap_s = FeatureCapture(student, stages + list(group_layers.values()))
-    cap_t = FeatureCapture(frozen, stages + list(group_layers.values()))
+    cap_t = FeatureCapture(frozen, stages + blocks + list(group_layers.values()))
+    cap_pre = FeatureCapture(student, [b + ".compactor" for b in blocks], inputs=True)
     extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
+    task = task_loss_for(student, teacher, example, data.num_classes, kd_temperature=config.kd_temperature,
+                         seed=config.train.seed).to(ctx.device)
 
     tcfg = config.train
     steps_per_epoch = BatchPlan(data.train.pids, tcfg.batch_size, tcfg.seed, tcfg.instances).steps_per_epoch()
     total = steps_per_epoch * tcfg.epochs
     warmup = int(config.mask_warmup * steps_per_epoch)
     interval = max(1, steps_per_epoch // 10)
+    deadline = int(config.mask_until * total)
     if config.schedule == "norm":
-        units = sum(g.spec.period for g in cm.groups)
-        updates = max(1, (int(config.mask_until * total) - warmup) // interval)
-        schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval,
-                                granularity=max(1, math.ceil(units / updates)))
+        schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval, granularity=1,
+                                until=deadline)
     elif config.schedule == "retrieval":
         schedule = RetrievalSchedule(cm, config.target_flops, warmup=warmup, interval=interval, k=config.k,
-                                     ratio=config.ratio, bank_size=config.bank_size,
-                                     deadline=int(config.mask_until * total))
+                                     ratio=config.ratio, bank_size=config.bank_size, deadline=deadline)
     else:
         raise ValueError(f"unknown schedule '{config.schedule}' (retrieval or norm)")
     last_feats: dict[str, dict] = {}
@@ -184,11 +216,13 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
     def objective(net, images, pids, step):
         s_out = net(images)
         t_out = frozen(images)
-        terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
-                 "triplet": batch_hard_triplet(s_out["feature"], pids),
-                 "kd": kd_loss(s_out["logits"], t_out["logits"], config.kd_temperature),
-                 "cdd_pooled": config.pooled_weight * pooled_feature_loss(
-                     [cap_s.features[n] for n in stages], [cap_t.features[n] for n in stages])}
+        terms = task(s_out, t_out, pids)
+        if blocks:
+            feats = block_feature_loss([cap_pre.features[b + ".compactor"] for b in blocks],
+                                       [cap_t.features[b] for b in blocks])
+        else:
+            feats = pooled_feature_loss([cap_s.features[n] for n in stages], [cap_t.features[n] for n in stages])
+        terms[f"cdd_{feature_loss}"] = config.pooled_weight * feats
         if extras is not None:
             terms.update(extras(s_out, t_out, pids))
         last_feats["s"] = {g: _pooled(cap_s.features[n]).detach() for g, n in group_layers.items()}
@@ -203,13 +237,16 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
 
     groups = cm.param_groups(lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
                              compactor_momentum=config.compactor_momentum)
-    if extras is not None and any(True for _ in extras.parameters()):
-        groups.append({"params": list(extras.parameters())})
+    known = {id(p) for g in groups for p in g["params"]}
+    head = [p for p in task.parameters() if id(p) not in known]
+    more = [p for p in extras.parameters()] if extras is not None else []
+    if head or more:
+        groups.append({"params": head + more})
     trainer = Trainer(student, objective, data.train, tcfg, out, param_groups=groups, ctx=ctx,
-                      stateful={"schedule": schedule}, after_step=after_step)
+                      stateful={"schedule": schedule, "task": task}, after_step=after_step)
     # identity-initialised compactors: a group of n compactors starts with joint row norms sqrt(n)
     reach = 2.0 * max((math.sqrt(len(g.compactors)) for g in cm.groups), default=1.0)
-    cm.config.masked_penalty = masked_penalty_for(trainer, int(config.mask_until * total), config, reach)
+    cm.config.masked_penalty = masked_penalty_for(trainer, deadline, config, reach)
     cm.register_step_hook(trainer.optimizer)
     trainer.fit(resume=resume)
     train_seconds = time.time() - start
@@ -218,54 +255,68 @@ def compress(teacher_name: str, weights: str | None, data_spec: str, config: Com
             schedule.update(limit=10**9)
     else:
         schedule.top_up()
-    cap_s.remove()
-    cap_t.remove()
+    for cap in (cap_s, cap_t, cap_pre):
+        cap.remove()
+    weights_used = {**task.weights(), f"cdd_{feature_loss}": config.pooled_weight, "penalty": config.penalty}
+    if extras is not None:
+        weights_used.update({t.name: t.weight for t in extras.terms})
     report: dict = {}
     if ctx.is_main:
-        report = _finish(cm, student, teacher, data, config, out, str(ctx.device), train_seconds, stages, data_spec)
+        report = _finish(cm, student, teacher, data, config, out, str(ctx.device), train_seconds,
+                         blocks or stages, data.name, weights_used, feature_loss)
     ctx.barrier()
     return report
 
 
 def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: TrainConfig, epochs: int,
-             kd_temperature: float, out: Path, extras: str = "", kd: bool = True) -> nn.Module:
-    """Fine-tune a plain (pruned) model with CE + triplet (+ KD, + extra terms) at a tenth of the lr."""
+             kd_temperature: float, out: Path, extras: str = "", kd: bool = True) -> tuple[nn.Module, dict]:
+    """Fine-tune a plain (pruned) model at a tenth of the lr with the task terms that fit it: CE + triplet
+    (+ KD) for a RetrievalNet, triplet + teacher-embedding regression (+ CE through a temporary
+    classifier) for a user's model; plus any extra distillation terms.
+
+    Returns:
+        The fine-tuned model (eval mode) and the loss terms it ran with their weights.
+    """
     model = copy.deepcopy(model).train()
     frozen = Teacher(teacher)
     example = torch.stack([data.train[i][0] for i in range(2)])
     more = DistillObjective(parse_spec(extras), model, frozen, example) if extras else None
+    task = task_loss_for(model, teacher, example, data.num_classes, kd=kd, kd_temperature=kd_temperature,
+                         seed=train.seed)
 
     def objective(net, images, pids, step):
         s_out, t_out = net(images), frozen(images)
-        terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
-                 "triplet": batch_hard_triplet(s_out["feature"], pids)}
-        if kd:
-            terms["kd"] = kd_loss(s_out["logits"], t_out["logits"], kd_temperature)
+        terms = task(s_out, t_out, pids)
         if more is not None:
             terms.update(more(s_out, t_out, pids))
         return {"loss": sum(terms.values()), **terms}
 
     cfg = copy.deepcopy(train)
     cfg.epochs, cfg.lr, cfg.warmup_epochs = epochs, train.lr * 0.1, 0.0
-    params = list(model.parameters()) + (list(more.parameters()) if more is not None else [])
-    Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}]).fit()
-    return model.eval()
+    params = list(model.parameters()) + list(task.parameters())
+    params += list(more.parameters()) if more is not None else []
+    Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}],
+            stateful={"task": task}).fit()
+    weights = {**task.weights(), **({t.name: t.weight for t in more.terms} if more is not None else {})}
+    return model.eval(), weights
 
 
 def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, device: str, train_seconds: float,
-            stages: list[str], data_spec: str) -> dict:
+            feature_layers: list[str], data_spec: str, loss_weights: dict, feature_loss: str) -> dict:
     """Surgery, optional fine-tuning, evaluation and the output directory."""
     student.eval()
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
     res = surgery(cm, real)
+    pruned = like(student, res.model)
     reps = config.latency_repeats
     rows = [model_row("teacher", teacher, None, data, device, reps),
             model_row("student (compactors, before surgery)", student, teacher, data, device, reps),
-            model_row("compressed (after surgery)", res.model, teacher, data, device, reps)]
-    final = res.model
+            model_row("compressed (after surgery)", pruned, teacher, data, device, reps)]
+    final = pruned
     if config.finetune_epochs:
-        final = finetune(res.model, teacher, data, config.train, config.finetune_epochs, config.kd_temperature,
-                         out / "finetune", config.distill)
+        final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
+                                config.kd_temperature, out / "finetune", config.distill)
+        loss_weights = {**loss_weights, "finetune": tuned}
         rows.append(model_row(f"compressed + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
                               device, reps))
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
@@ -273,6 +324,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
         label += f" (min-ratio {config.min_ratio:g})"
     if config.round_to != CompressConfig.round_to:
         label += f" (round-to {config.round_to})"
+    if config.feature_loss != CompressConfig.feature_loss:
+        label += f" ({config.feature_loss} loss)"
     extra = {"method": label + (f" + {config.distill}" if config.distill else ""),
              "target_flops": config.target_flops, "penalty": config.penalty,
              "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
@@ -280,7 +333,7 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
              "epochs": config.train.epochs, "finetune_epochs": config.finetune_epochs,
              "surgery_max_abs_diff": res.max_abs_diff, "surgery_rel_diff": res.rel_diff,
              "masked_rows_drift": res.drift, "training_seconds": round(train_seconds, 1),
-             "distill_blocks": stages}
+             "feature_loss": feature_loss, "distill_blocks": feature_layers, "loss_terms": loss_weights}
     settings = {"compress": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
     save_result(out, final, teacher, data, data_spec, res.plan, settings, rows, extra,
                 f"capdist compress: {config.schedule} schedule, scope {config.scope}, "

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import torch
 
-from ..data import open_dataset
+from ..data import RetrievalData
 from ..io.atomic import prepare_out_dir
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
+from ..models.view import has_logits, inner, like
 from ..pruners import prune_to_flops
-from .compress import finetune, load_teacher
+from .compress import finetune, load_teacher, resolve_data
 from .outputs import model_row, save_result
 from .trainer import TrainConfig, fetch
 
@@ -53,44 +54,51 @@ class PruneConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def prune_run(teacher_name: str, weights: str | None, data_spec: str, config: PruneConfig, out: str | Path,
-              train_subset: int | None = None, test_subset: int | None = None, overwrite: bool = False,
-              device: str = "cpu") -> dict:
-    """Prune a copy of the teacher to the target, fine-tune it, evaluate it and write the run directory."""
+def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData, config: PruneConfig,
+              out: str | Path, train_subset: int | None = None, test_subset: int | None = None,
+              overwrite: bool = False, device: str = "cpu", model_args: dict | None = None,
+              embedding_output: str | int | None = None, allow_partial: bool = False) -> dict:
+    """Prune a copy of the teacher to the target, fine-tune it, evaluate it and write the run directory.
+
+    ``teacher_name`` is anything :func:`capdist.engine.compress.load_teacher` takes (a user's own
+    module included: it is pruned as itself, and fine-tuned without a classifier of its own).
+    """
     start = time.time()
     out = Path(out)
-    data = open_dataset(data_spec).train_subset(train_subset, seed=config.train.seed).test_subset(test_subset)
-    teacher = load_teacher(teacher_name, weights, data.num_classes)
+    data = resolve_data(data_spec, train_subset, test_subset, config.train.seed)
+    teacher = load_teacher(teacher_name, weights, data.num_classes, model_args, embedding_output, allow_partial)
     prepare_out_dir(out, overwrite=overwrite)
     example = torch.stack([data.train[i][0] for i in range(1)])
     images, pids = fetch(data.train, torch.arange(min(64, len(data.train))))
 
     def loss_fn(net):
-        o = net(images)
-        return smoothed_cross_entropy(o["logits"], pids) + batch_hard_triplet(o["feature"], pids)
+        o = like(teacher, net)(images)
+        if has_logits(teacher):
+            return smoothed_cross_entropy(o["logits"], pids) + batch_hard_triplet(o["feature"], pids)
+        return batch_hard_triplet(o["embedding"], pids)
 
     if config.method == "none":
         pruned, plan, ratio = copy.deepcopy(teacher), None, 0.0
     else:
-        result = prune_to_flops(teacher, example, config.method, config.target_flops, config.round_to,
+        result = prune_to_flops(inner(teacher), example, config.method, config.target_flops, config.round_to,
                                 config.global_pruning, loss_fn)
-        pruned, plan, ratio = result.model, result.plan, result.ratio
+        pruned, plan, ratio = like(teacher, result.model), result.plan, result.ratio
     reps = config.latency_repeats
     rows = [model_row("teacher", teacher, None, data, device, reps)]
     if config.method != "none":
         rows.append(model_row(f"{config.method} (pruned)", pruned.eval(), teacher, data, device, reps))
-    final = pruned
+    final, tuned = pruned, {}
     if config.finetune_epochs:
-        final = finetune(pruned, teacher, data, config.train, config.finetune_epochs, config.kd_temperature,
-                         out / "finetune", config.distill, kd=config.kd)
+        final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
+                                config.kd_temperature, out / "finetune", config.distill, kd=config.kd)
         rows.append(model_row(f"{config.method} + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
                               device, reps))
     method = config.method if config.method != "none" else ("unpruned + KD" if config.kd else "unpruned, no KD")
     extra = {"method": method, "target_flops": config.target_flops if plan else 1.0, "ratio": round(ratio, 4),
              "finetune_epochs": config.finetune_epochs, "global_pruning": config.global_pruning,
-             "training_seconds": round(time.time() - start, 1)}
+             "training_seconds": round(time.time() - start, 1), "loss_terms": tuned}
     settings = {"prune": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
-    save_result(out, final, teacher, data, data_spec, plan, settings, rows, extra,
+    save_result(out, final, teacher, data, data.name, plan, settings, rows, extra,
                 f"capdist prune: {config.method}, target {config.target_flops:.0%} FLOPs")
     import json
 

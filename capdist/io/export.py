@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import CapdistError
-from .run_dir import load, read_config
+from .run_dir import load_retrieval, read_config
 
 
 class ExportError(CapdistError):
@@ -46,9 +46,17 @@ class OnnxModule(nn.Module):
         import onnxruntime as ort
 
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        batch = self.session.get_inputs()[0].shape[0]
+        self.fixed_batch = batch if isinstance(batch, int) else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(None, {"images": x.detach().cpu().numpy()})[0])
+        x = x.detach().cpu()
+        if self.fixed_batch is None:
+            return torch.from_numpy(self.session.run(None, {"images": x.numpy()})[0])
+        n = self.fixed_batch
+        outs = [torch.from_numpy(self.session.run(None, {"images": x[i:i + n].numpy()})[0])
+                for i in range(0, len(x), n)]
+        return torch.cat(outs)
 
 
 @dataclass
@@ -58,6 +66,7 @@ class ExportResult:
     path: Path
     max_abs_diff: float
     module: nn.Module
+    fixed_batch: int | None = None
 
 
 def _sample(run: Path, config: dict) -> torch.Tensor:
@@ -76,21 +85,27 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
     """
     run = Path(run_dir)
     config = read_config(run)
-    model = EmbeddingOnly(load(run)).eval()
+    model = EmbeddingOnly(load_retrieval(run)).eval()
     x = _sample(run, config)
     suffix = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}.get(fmt)
     if suffix is None:
         raise ExportError(f"unknown export format '{fmt}' (onnx or torchscript)")
     path = Path(out) if out else run / f"model{suffix}"
+    fixed_batch = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if fmt == "onnx":
-                torch.onnx.export(model, (x,), tmp, dynamo=False, input_names=["images"],
-                                  output_names=["embedding"],
-                                  dynamic_axes={"images": {0: "batch"}, "embedding": {0: "batch"}})
+                try:
+                    torch.onnx.export(model, (x,), tmp, dynamo=False, input_names=["images"],
+                                      output_names=["embedding"],
+                                      dynamic_axes={"images": {0: "batch"}, "embedding": {0: "batch"}})
+                except Exception:  # a forward that reads its input's shape (e.g. GeM's pooling window)
+                    fixed_batch = 1
+                    torch.onnx.export(model, (x[:1],), tmp, dynamo=False, input_names=["images"],
+                                      output_names=["embedding"])
                 exported: nn.Module = OnnxModule(tmp)
             else:
                 traced = torch.jit.trace(model, x)
@@ -109,4 +124,4 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
             os.unlink(tmp)
     if fmt == "onnx":
         exported = OnnxModule(path)
-    return ExportResult(path=path, max_abs_diff=diff, module=exported)
+    return ExportResult(path=path, max_abs_diff=diff, module=exported, fixed_batch=fixed_batch)

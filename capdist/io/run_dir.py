@@ -21,8 +21,14 @@ from .weights import load_weights, save_weights
 
 
 def save_run(out: str | Path, model: nn.Module, config: dict, plan: dict | None = None) -> None:
-    """Write weights and the JSON needed to rebuild ``model``."""
+    """Write weights and the JSON needed to rebuild ``model`` (a user's module inside a
+    :class:`RetrievalView` is written as itself, with its source recorded)."""
+    from ..models.view import RetrievalView
+
     out = Path(out)
+    if isinstance(model, RetrievalView):
+        config = {**config, "source": model.source, "model": config.get("model") or {}}
+        model = model.model
     save_weights(model, out / "model.safetensors")
     if plan is not None:
         atomic_write_json(out / "plan.json", plan)
@@ -43,28 +49,45 @@ def read_config(path: str | Path) -> dict:
 
 
 def build_from_config(config: dict) -> nn.Module:
-    """A fresh network of the architecture ``config`` describes (random weights)."""
-    from ..models import RetrievalNet
+    """A fresh network of the architecture ``config`` describes (random weights): the user's own
+    class when the run was made from their factory, else a :class:`RetrievalNet`."""
+    from .sources import build_from_source
 
-    spec = config.get("model")
-    if not isinstance(spec, dict) or "backbone" not in spec:
-        raise CheckpointError("config.json has no model description")
-    return RetrievalNet(**spec)
+    if not isinstance(config, dict):
+        raise CheckpointError("config.json does not hold an object")
+    return build_from_source(config.get("source") or {}, config.get("model"))
 
 
-def load(path: str | Path) -> nn.Module:
-    """Rebuild a trained or compressed model from its run directory, in eval mode."""
+def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """Rebuild a trained or compressed model from its run directory, in eval mode.
+
+    The result is the class the run was made from: the user's own module (pruned shapes
+    replayed from ``plan.json``, weights from ``model.safetensors``), whose forward returns
+    what the original returned, or a :class:`RetrievalNet`.
+
+    Args:
+        path: the run directory.
+        model: a fresh, unpruned instance of the architecture to rebuild on (needed when the run
+            was made in Python from a module object rather than a named factory).
+    """
     from ..compactor import replay
 
     run = Path(path)
     config = read_config(run)
-    model = build_from_config(config)
+    if model is None:
+        source = config.get("source") if isinstance(config, dict) else None
+        if isinstance(source, dict) and source.get("kind") == "module":
+            raise CheckpointError(f"{run} was made in Python from a {source.get('class')} object; rebuild it "
+                                  "with capdist.load(DIR, model=<a fresh instance of that class>)")
+        model = build_from_config(config)
     plan_file = run / "plan.json"
     if plan_file.is_file():
         try:
             plan = json.loads(plan_file.read_text())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{plan_file} is corrupt ({exc.msg})") from None
+        if not isinstance(plan, dict):
+            raise CheckpointError(f"{plan_file} does not hold a pruning plan (an object)")
         if plan.get("kind") == "torch-pruning":
             from ..pruners import replay_history
 
@@ -73,3 +96,15 @@ def load(path: str | Path) -> nn.Module:
             replay(model, plan)
     load_weights(model, run / "model.safetensors")
     return model.eval()
+
+
+def load_retrieval(path: str | Path, model: nn.Module | None = None) -> nn.Module:
+    """:func:`load`, presented to capdist's engine: a user's module inside a :class:`RetrievalView`."""
+    from ..models.view import RetrievalView
+
+    config = read_config(path)
+    model = load(path, model)
+    source = config.get("source") or {}
+    if source.get("kind") in ("factory", "timm", "module") and not source.get("wrapped"):
+        return RetrievalView(model, source.get("embedding_output"), source).eval()
+    return model

@@ -21,19 +21,24 @@ def build_model(spec: str, **kwargs) -> nn.Module:
 
     Args:
         spec: a torchvision classification model name (``resnet18``), a capdist tiny
-            model (``tiny_resnet``), or ``package.module:factory``.
+            model (``tiny_resnet``), ``package.module:factory`` or ``timm:NAME`` (timm installed).
         **kwargs: passed to the constructor (e.g. ``num_classes``).
 
     Raises:
-        UnsupportedModel: unknown name, or a factory that fails.
+        UnsupportedModel: unknown name, a factory that fails or returns no module.
     """
+    if spec.startswith("timm:"):
+        return _checked(spec, _timm_factory(spec[5:]), kwargs)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
             factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UnsupportedModel(f"cannot import model factory '{spec}': {exc}") from None
-        return factory(**kwargs)
+        except Exception as exc:  # a user's module may fail to import in any way
+            raise UnsupportedModel(f"cannot import model factory '{spec}': {type(exc).__name__}: "
+                                   f"{str(exc).splitlines()[0][:120] if str(exc) else ''}") from None
+        if not callable(factory):
+            raise UnsupportedModel(f"'{spec}' is a {type(factory).__name__}, not a model factory")
+        return _checked(spec, factory, kwargs)
     tiny = tiny_models()
     if spec in tiny:
         return tiny[spec](**kwargs)
@@ -49,6 +54,55 @@ def build_model(spec: str, **kwargs) -> nn.Module:
     kwargs.pop("weights", None)
     extra = {"aux_logits": False, "init_weights": False} if spec in ("googlenet", "inception_v3") else {}
     return torchvision.models.get_model(spec, weights=None, **extra, **kwargs)
+
+
+def _timm_factory(name: str):
+    try:
+        import timm
+    except ImportError:
+        raise UnsupportedModel("timm is not installed: pip install 'capdist[timm]'") from None
+    if name not in timm.list_models():
+        raise UnsupportedModel(f"unknown timm model '{name}'")
+
+    def create(**kwargs):
+        kwargs.pop("pretrained", None)
+        return timm.create_model(name, pretrained=False, **kwargs)
+
+    return create
+
+
+def _checked(spec: str, factory, kwargs: dict) -> nn.Module:
+    """Call a user's factory; one clear line when it fails or returns something else than a module."""
+    try:
+        model = factory(**kwargs)
+    except Exception as exc:  # a user's constructor may raise anything
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no arguments"
+        raise UnsupportedModel(f"model factory '{spec}' failed with {given}: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:120] if str(exc) else ''} "
+                               "(pass constructor arguments with --teacher-arg KEY=VALUE)") from None
+    if not isinstance(model, nn.Module):
+        raise UnsupportedModel(f"model factory '{spec}' returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def parse_model_args(pairs) -> dict:
+    """``["num_classes=751", "name=a"]`` -> ``{"num_classes": 751, "name": "a"}`` (JSON literals, else strings).
+
+    Raises:
+        UnsupportedModel: an item without ``=``.
+    """
+    import json
+
+    args = {}
+    for pair in pairs or ():
+        key, sep, value = str(pair).partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise UnsupportedModel(f"model argument '{pair}' must be KEY=VALUE, e.g. num_classes=751")
+        try:
+            args[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            args[key.strip()] = value
+    return args
 
 
 def parse_input_size(text: str) -> tuple[int, ...]:

@@ -1,0 +1,160 @@
+"""Python API for people who hold objects, not names: ``capdist.compress(model, train_data, ...)`` and
+``capdist.prune(...)`` (CDD, CVPR 2023; baselines through torch-pruning).
+
+Both take the user's ``nn.Module`` and a ``Dataset`` (or ``DataLoader``) yielding
+``(image, label, ...)`` and return a :class:`Compressed`: the result as the user's own class,
+the pruning plan and the report. With ``out`` they also write a run directory that
+``capdist.load`` and every CLI command read.
+
+Example:
+    >>> result = capdist.compress(model, train_set, target_flops=0.35, test_data=test_set,
+    ...                           epochs=4, out="runs/mine")  # doctest: +SKIP
+    >>> result.model, result.report["flops_fraction"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .data import RetrievalData
+from .engine.compress import CompressConfig
+from .engine.compress import compress as compress_run
+from .engine.prune import PruneConfig, prune_run
+from .engine.trainer import TrainConfig
+from .errors import DataError
+from .models.view import RetrievalView
+
+
+class LabeledImages(Dataset):
+    """A user's dataset of ``(image, label, ...)`` with labels remapped to ``0..n-1``.
+
+    Items are ``(image, pid, camid, index)`` like capdist's own datasets; ``pids`` and
+    ``camids`` are read once.
+    """
+
+    def __init__(self, dataset: Dataset, classes: dict | None = None) -> None:
+        if isinstance(dataset, DataLoader):
+            dataset = dataset.dataset
+        self.dataset = dataset
+        try:
+            labels = [int(dataset[i][1]) for i in range(len(dataset))]
+        except (TypeError, IndexError, ValueError) as exc:
+            raise DataError(f"the dataset must yield (image, label) pairs with integer labels: {exc}") from None
+        if not labels:
+            raise DataError("the dataset is empty")
+        self.classes = classes if classes is not None else {c: i for i, c in enumerate(sorted(set(labels)))}
+        self.pids = torch.tensor([self.classes.get(c, -1) for c in labels])
+        self.camids = torch.zeros_like(self.pids)
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+    def __getitem__(self, i: int):
+        image = self.dataset[i][0]
+        if not isinstance(image, torch.Tensor):
+            raise DataError(f"item {i} is a {type(image).__name__}, not a tensor (add a ToImage/ToDtype transform)")
+        return image.float(), int(self.pids[i]), 0, i
+
+
+def from_datasets(train: Dataset | DataLoader, test: Dataset | DataLoader | None = None,
+                  name: str = "python") -> RetrievalData:
+    """Retrieval data from a user's datasets: ``test`` is searched leave-one-out (class protocol);
+    without it the training images are (the report then measures fit, not generalisation)."""
+    train_set = LabeledImages(train)
+    if train_set.pids.unique().numel() < 2:
+        raise DataError("the training data has fewer than two classes; retrieval needs at least two")
+    test_set = LabeledImages(test) if test is not None else train_set
+    shape = tuple(train_set[0][0].shape)
+    return RetrievalData(name, train_set, test_set, test_set, "class", int(train_set.pids.max()) + 1, shape)
+
+
+@dataclass
+class Compressed:
+    """What :func:`compress` and :func:`prune` return.
+
+    Attributes:
+        model: the smaller model, the user's own class (eval mode).
+        plan: the pruning plan (``capdist.compactor.replay`` or torch-pruning history).
+        report: the run's ``report.json``.
+        out: the run directory, when one was kept.
+    """
+
+    model: nn.Module
+    plan: dict
+    report: dict
+    out: Path | None
+
+
+def _collect(out: Path, keep: bool, original: nn.Module) -> Compressed:
+    from .io.run_dir import load
+
+    model = load(out, model=copy.deepcopy(original))
+    plan = json.loads((out / "plan.json").read_text()) if (out / "plan.json").is_file() else {}
+    report = json.loads((out / "report.json").read_text())
+    if not keep:
+        shutil.rmtree(out, ignore_errors=True)
+    return Compressed(model, plan, report, out if keep else None)
+
+
+def _prepare(model: nn.Module, embedding_output) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model = copy.deepcopy(model)
+    if hasattr(model, "spec") and hasattr(model, "classifier"):
+        return model
+    cls = type(model)
+    return RetrievalView(model, embedding_output, {"kind": "module", "class": f"{cls.__module__}.{cls.__qualname__}",
+                                                   "embedding_output": embedding_output})
+
+
+def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: float = 0.35, *,
+             test_data: Dataset | DataLoader | None = None, out: str | Path | None = None, epochs: int = 10,
+             batch_size: int = 64, lr: float = 0.01, embedding_output: str | int | None = None,
+             device: str = "cpu", overwrite: bool = False, **options) -> Compressed:
+    """Compress ``model`` with CDD to ``target_flops`` of its FLOPs.
+
+    Args:
+        model: the trained model (not modified); any module whose output is, or contains, the embedding.
+        train_data: ``(image, label)`` items to train on.
+        target_flops: FLOPs of the result as a fraction of the model's.
+        test_data: items to evaluate retrieval on (leave-one-out).
+        out: keep the run directory here (``capdist.load(out)`` reloads the result).
+        epochs, batch_size, lr: training budget.
+        embedding_output: dict key or tuple index of the embedding in the model's output.
+        device: ``cpu`` or ``cuda``.
+        overwrite: replace a non-empty ``out``.
+        **options: any :class:`capdist.engine.compress.CompressConfig` field (``schedule``, ``scope``, ...).
+    """
+    config = CompressConfig(target_flops=target_flops, **options)
+    config.train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=0.5, progress=False)
+    run = Path(out) if out else Path(tempfile.mkdtemp(prefix="capdist-"))
+    compress_run(_prepare(model, embedding_output), None, from_datasets(train_data, test_data), config, run,
+                 overwrite=overwrite, device=device)
+    return _collect(run, keep=out is not None, original=model)
+
+
+def prune(model: nn.Module, train_data: Dataset | DataLoader, method: str = "magnitude",
+          target_flops: float = 0.35, *, test_data: Dataset | DataLoader | None = None,
+          out: str | Path | None = None, finetune_epochs: int = 5, batch_size: int = 64, lr: float = 0.01,
+          embedding_output: str | int | None = None, device: str = "cpu", overwrite: bool = False,
+          **options) -> Compressed:
+    """Prune ``model`` with a torch-pruning baseline to ``target_flops`` and fine-tune it.
+
+    Args mirror :func:`compress`; ``method`` is one of ``capdist.pruners.METHODS`` and
+    ``**options`` any :class:`capdist.engine.prune.PruneConfig` field.
+    """
+    config = PruneConfig(method=method, target_flops=target_flops, finetune_epochs=finetune_epochs, **options)
+    config.train = TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, progress=False)
+    run = Path(out) if out else Path(tempfile.mkdtemp(prefix="capdist-"))
+    prune_run(_prepare(model, embedding_output), None, from_datasets(train_data, test_data), config, run,
+              overwrite=overwrite, device=device)
+    return _collect(run, keep=out is not None, original=model)

@@ -1,0 +1,95 @@
+"""The retrieval task terms of compression and fine-tuning, for capdist's own models and for a
+user's model without a classifier (CDD, CVPR 2023: CE + batch-hard triplet + KD on logits).
+
+A :class:`RetrievalNet` has an ID classifier: CE with label smoothing on its logits,
+batch-hard triplet on the pooled feature, KD on the teacher's logits. A user's module
+usually ends in an embedding and nothing else; retrieval then needs batch-hard triplet on
+the embedding and the regression of the teacher's embedding (the feature terms are added by
+the caller). When labels exist, a *temporary* classifier on the embedding adds CE; it is
+trained alongside and dropped from the result. KD on logits needs the teacher's logits, so it
+runs only when the teacher has its own classifier.
+
+Example:
+    >>> import torch
+    >>> task = RetrievalTaskLoss(student_logits=False, teacher_logits=False, embed_dim=8, num_classes=3)
+    >>> sorted(task.weights())
+    ['ce', 'emb_mse', 'triplet']
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..distill.embeddings import embedding_mse_loss
+from ..distill.logits import kd_loss
+from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
+
+
+class RetrievalTaskLoss(nn.Module):
+    """CE + triplet (+ KD), or triplet + embedding regression (+ CE through a temporary classifier).
+
+    Args:
+        student_logits: the student has its own ID classifier (``logits`` in its output).
+        teacher_logits: the teacher has one (KD on logits possible).
+        embed_dim: width of the student's embedding (for the temporary classifier).
+        num_classes: identities in the training data (0: no temporary classifier).
+        kd: use KD on logits when both sides have them.
+        kd_temperature: its temperature.
+        embedding_weight: weight of the teacher-embedding regression (user models).
+        temporary_classifier: train a classifier on the embedding when the student has none.
+    """
+
+    def __init__(self, student_logits: bool, teacher_logits: bool, embed_dim: int = 0, num_classes: int = 0,
+                 kd: bool = True, kd_temperature: float = 2.0, embedding_weight: float = 1.0,
+                 temporary_classifier: bool = True) -> None:
+        super().__init__()
+        self.student_logits = student_logits
+        self.kd = kd and student_logits and teacher_logits
+        self.kd_temperature = kd_temperature
+        self.embedding_weight = 0.0 if student_logits else embedding_weight
+        use_head = not student_logits and temporary_classifier and num_classes > 1 and embed_dim > 0
+        self.head = nn.Linear(embed_dim, num_classes, bias=False) if use_head else None
+
+    def weights(self) -> dict[str, float]:
+        """The terms this loss adds, with their weights (the report lists them)."""
+        w = {"triplet": 1.0}
+        if self.student_logits or self.head is not None:
+            w["ce"] = 1.0
+        if self.kd:
+            w["kd"] = 1.0
+        if self.embedding_weight:
+            w["emb_mse"] = self.embedding_weight
+        return w
+
+    def forward(self, s_out: dict, t_out: dict, pids: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.student_logits:
+            terms = {"ce": smoothed_cross_entropy(s_out["logits"], pids),
+                     "triplet": batch_hard_triplet(s_out["feature"], pids)}
+            if self.kd:
+                terms["kd"] = kd_loss(s_out["logits"], t_out["logits"], self.kd_temperature)
+            return terms
+        emb = s_out["embedding"]
+        terms = {"triplet": batch_hard_triplet(emb, pids)}
+        if self.head is not None:
+            terms["ce"] = smoothed_cross_entropy(self.head(emb), pids)
+        if self.embedding_weight and t_out["embedding"].shape == emb.shape:
+            terms["emb_mse"] = self.embedding_weight * embedding_mse_loss(emb, t_out["embedding"])
+        return terms
+
+
+def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor, num_classes: int,
+                  kd: bool = True, kd_temperature: float = 2.0, seed: int = 0) -> RetrievalTaskLoss:
+    """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded."""
+    from ..models.view import has_logits
+
+    width = 0
+    if not has_logits(student):
+        was = student.training
+        with torch.no_grad():
+            width = int(student.eval()(example[:2])["embedding"].shape[1])
+        student.train(was)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return RetrievalTaskLoss(has_logits(student), has_logits(teacher), width, num_classes, kd=kd,
+                                 kd_temperature=kd_temperature)
