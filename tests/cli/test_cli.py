@@ -8,7 +8,7 @@ from capdist.cli.main import cli
 
 
 def test_inspect_reports_groups_kinds_and_pinned_output():
-    out = CliRunner().invoke(cli, ["inspect", "mobilenet_v2", "--input-size", "3,32,32",
+    out = CliRunner().invoke(cli, ["inspect", "mobilenet_v2", "--input-size", "3,32,32", "--scope", "internal",
                                    "--num-classes", "10", "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
