@@ -8,7 +8,7 @@ import click
 
 from ..engine import TrainConfig
 from ..engine.compress import CompressConfig, compress
-from .options import model_source_options
+from .options import check_device, check_pk_batch, model_source_options
 
 
 @click.command("compress")
@@ -17,30 +17,33 @@ from .options import model_source_options
 @model_source_options
 @click.option("--data", required=True)
 @click.option("--out", required=True)
-@click.option("--target-flops", default=0.35, show_default=True, help="Fraction of the teacher's FLOPs.")
+@click.option("--target-flops", default=0.35, type=click.FloatRange(0, 1, min_open=True), show_default=True,
+              help="Fraction of the teacher's FLOPs.")
 @click.option("--schedule", type=click.Choice(["retrieval", "norm"]), default="retrieval", show_default=True)
 @click.option("--scope", type=click.Choice(["internal", "all"]), default="all", show_default=True)
-@click.option("--epochs", default=10, show_default=True)
+@click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
 @click.option("--mask-warmup", default=1.0, show_default=True, help="Epochs before masks start.")
 @click.option("--mask-until", default=0.6, show_default=True,
               help="Fraction of training by which the masks reach the target.")
-@click.option("--mask-ratio", default=0.5, show_default=True, help="Low-contribution fraction (retrieval).")
+@click.option("--mask-ratio", default=0.5, type=click.FloatRange(0, 1, min_open=True, max_open=True), show_default=True,
+              help="Low-contribution fraction (retrieval).")
 @click.option("--penalty", default=4e-3, show_default=True, help="Group-lasso strength.")
-@click.option("--round-to", default=1, show_default=True, help="Kept widths are multiples of this.")
-@click.option("--min-ratio", default=0.2, show_default=True,
+@click.option("--round-to", default=1, type=click.IntRange(min=1), show_default=True,
+              help="Kept widths are multiples of this.")
+@click.option("--min-ratio", default=0.2, type=click.FloatRange(0, 1), show_default=True,
               help="Every layer keeps at least this fraction of its channels.")
 @click.option("--feature-loss", type=click.Choice(["block", "stage"]), default="block", show_default=True,
               help="CDD's per-block loss before the compactors (authors' code) or pooled stage outputs (MSE).")
 @click.option("--distill", default="", help="Extra terms, e.g. 'rkd_distance:25,fitnet:2@backbone.layer3'.")
-@click.option("--finetune-epochs", default=0, show_default=True)
+@click.option("--finetune-epochs", default=0, type=click.IntRange(min=0), show_default=True)
 @click.option("--student", default=None, help="Heavy student architecture (default: a copy of the teacher).")
 @click.option("--student-weights", default=None)
-@click.option("--train-subset", type=int, default=None)
-@click.option("--test-subset", type=int, default=None, help="Evaluate on the first N test queries.")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--lr", default=0.01, show_default=True)
+@click.option("--train-subset", type=click.IntRange(min=1), default=None)
+@click.option("--test-subset", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test queries.")
+@click.option("--batch-size", default=64, show_default=True, callback=check_pk_batch)
+@click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device)
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,

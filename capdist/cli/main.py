@@ -57,20 +57,51 @@ def _log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:300] if text else type(exc).__name__)
+
+
 def main() -> None:
-    """Entry point: run the CLI, turning capdist errors into one line."""
+    """Entry point: run the CLI; every expected failure is one line on stderr with exit status 2.
+
+    Expected failures: capdist's own errors, bad options, files that cannot be read or written
+    (OSError), corrupt JSON or text. Anything else is a bug and shows its traceback with
+    ``--debug`` or ``CAPDIST_DEBUG=1`` (one line otherwise).
+    """
+    import json
+    import os
+
+    debug = os.environ.get("CAPDIST_DEBUG") == "1" or "--debug" in sys.argv[1:]
+    if "--debug" in sys.argv[1:]:
+        sys.argv.remove("--debug")
     _log_to_stderr()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {_one_line(exc.format_message())}", err=True)
+        sys.exit(2)
     except CapdistError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        if debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else _one_line(exc)
+        click.echo(f"error: {reason}{where}", err=True)
+        sys.exit(2)
+    except Exception as exc:  # a bug: one line, the traceback with --debug
+        if debug:
+            raise
+        click.echo(f"error: internal error {type(exc).__name__}: {_one_line(exc)} (rerun with --debug or "
+                   "CAPDIST_DEBUG=1 for the traceback, and report it)", err=True)
+        sys.exit(1)

@@ -48,3 +48,30 @@ def open_cli_model(spec: str, weights: str | None, model_args: dict, embedding_o
     opened = open_model(spec, weights, model_args, num_classes, embedding_output, allow_partial)
     click.echo(f"model: {opened.note}", err=True)
     return opened.model
+
+
+def check_device(ctx, param, value: str) -> str:
+    """``--device``: a device torch knows and this machine has."""
+    import torch
+
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"'{value}' is not a device (cpu, cuda, cuda:1)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise click.BadParameter("CUDA is not available on this machine (use --device cpu)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise click.BadParameter(f"this machine has {torch.cuda.device_count()} CUDA device(s); "
+                                     f"there is no {value}")
+    elif device.type != "cpu":
+        raise click.BadParameter(f"device type '{device.type}' is not supported (cpu or cuda)")
+    return value
+
+
+def check_pk_batch(ctx, param, value: int) -> int:
+    """``--batch-size``: positive and a multiple of K (4 images per identity) for P x K batches."""
+    if value < 4 or value % 4:
+        raise click.BadParameter(f"{value} is not a positive multiple of 4 (P x K batches take 4 images per "
+                                 "identity)")
+    return value

@@ -10,17 +10,18 @@ import torch
 from ..benchmarks import count, measure_latency
 from ..io.export import EmbeddingOnly
 from ..models import parse_input_size
-from .options import model_source_options, open_cli_model
+from .options import check_device, model_source_options, open_cli_model
 
 
 @click.command("profile")
 @click.argument("model")
 @model_source_options
 @click.option("--input-size", default="3,224,224", show_default=True, help="C,H,W of one image.")
-@click.option("--batch-size", default=32, show_default=True, help="Batch for the second timing.")
-@click.option("--repeats", default=20, show_default=True)
-@click.option("--threads", type=int, default=None, help="CPU threads (default: torch's).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
+              help="Batch for the second timing.")
+@click.option("--repeats", default=20, type=click.IntRange(min=1), show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: torch's).")
+@click.option("--device", default="cpu", show_default=True, callback=check_device)
 @click.option("--num-classes", default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def profile_cmd(model: str, weights, model_args, embedding_output, allow_partial, input_size: str,

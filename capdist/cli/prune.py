@@ -9,7 +9,7 @@ import click
 from ..engine import TrainConfig
 from ..engine.prune import PruneConfig, prune_run
 from ..pruners import METHODS
-from .options import model_source_options
+from .options import check_device, check_pk_batch, model_source_options
 
 
 @click.command("prune")
@@ -17,18 +17,19 @@ from .options import model_source_options
               help="Run directory, torchvision name, package.module:factory or timm:NAME (with --weights).")
 @model_source_options
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
-@click.option("--target-flops", default=0.35, show_default=True)
+@click.option("--target-flops", default=0.35, type=click.FloatRange(0, 1, min_open=True), show_default=True)
 @click.option("--data", required=True)
-@click.option("--finetune-epochs", default=5, show_default=True)
+@click.option("--finetune-epochs", default=5, type=click.IntRange(min=0), show_default=True)
 @click.option("--distill", default="", help="Extra distillation terms during fine-tuning.")
-@click.option("--round-to", type=int, default=None)
+@click.option("--round-to", type=click.IntRange(min=1), default=None)
 @click.option("--global-pruning", is_flag=True, help="Rank channels across layers.")
-@click.option("--train-subset", type=int, default=None)
-@click.option("--test-subset", type=int, default=None, help="Evaluate on the first N test queries.")
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--lr", default=0.01, show_default=True, help="Fine-tuning uses a tenth of it.")
+@click.option("--train-subset", type=click.IntRange(min=1), default=None)
+@click.option("--test-subset", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test queries.")
+@click.option("--batch-size", default=64, show_default=True, callback=check_pk_batch)
+@click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True,
+              help="Fine-tuning uses a tenth of it.")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device)
 @click.option("--out", required=True)
 @click.option("--overwrite", is_flag=True)
 def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, method,

@@ -9,7 +9,7 @@ import click
 
 from ..engine import TrainConfig
 from ..engine.retrieval import evaluate_models, train_retrieval
-from .options import model_source_options
+from .options import check_device, check_pk_batch, model_source_options
 
 
 def _print_metrics(label: str, m: dict) -> None:
@@ -20,17 +20,18 @@ def _print_metrics(label: str, m: dict) -> None:
 @click.command("train")
 @click.option("--model", "model_name", required=True, help="torchvision name or package.module:factory.")
 @click.option("--data", required=True, help="fmnist[:ROOT], fmnist-open, digits, folder:PATH, reid:PATH.")
-@click.option("--epochs", default=10, show_default=True)
+@click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
 @click.option("--out", required=True, help="Run directory to write.")
-@click.option("--train-subset", type=int, default=None, help="Use this many training images.")
-@click.option("--batch-size", default=64, show_default=True, help="Global batch (all processes).")
-@click.option("--lr", default=0.05, show_default=True)
+@click.option("--train-subset", type=click.IntRange(min=1), default=None, help="Use this many training images.")
+@click.option("--batch-size", default=64, show_default=True, callback=check_pk_batch,
+              help="Global batch (all processes).")
+@click.option("--lr", default=0.05, type=click.FloatRange(0, min_open=True), show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
 @click.option("--embed-dim", type=int, default=None, help="Project the embedding to this width.")
 @click.option("--weights", default=None, help="Initial weights (safetensors or weights-only .pt).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--checkpoint-every", default=0, show_default=True, help="Steps (0: every epoch).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device)
 @click.option("--amp", is_flag=True, help="Mixed precision (CUDA).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
@@ -53,7 +54,7 @@ def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optim
 @model_source_options
 @click.option("--data", required=True)
 @click.option("--gallery-model", default=None, help="Run directory encoding the gallery (asymmetric).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device)
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, gallery_model, device,
              as_json) -> None:

@@ -29,6 +29,7 @@ from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach
 from ..data import BatchPlan, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import block_feature_loss, pooled_feature_loss
+from ..errors import UnreachableTarget
 from ..io.atomic import prepare_out_dir
 from ..io.sources import open_model
 from ..models.view import inner, like
@@ -202,7 +203,10 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     total = steps_per_epoch * tcfg.epochs
     warmup = int(config.mask_warmup * steps_per_epoch)
     interval = max(1, steps_per_epoch // 10)
-    deadline = int(config.mask_until * total)
+    deadline = max(int(config.mask_until * total), warmup)
+    if deadline > int(config.mask_until * total):
+        log.warning("the masks start after %d steps of warm-up but were to reach the target by step %d; they "
+                    "reach it at the first update after the warm-up instead", warmup, int(config.mask_until * total))
     if config.schedule == "norm":
         schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval, granularity=1,
                                 until=deadline)
@@ -211,6 +215,9 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
                                      ratio=config.ratio, bank_size=config.bank_size, deadline=deadline)
     else:
         raise ValueError(f"unknown schedule '{config.schedule}' (retrieval or norm)")
+    if warmup >= total:
+        raise UnreachableTarget(f"the mask warm-up ({warmup} steps) is not shorter than training ({total} steps): "
+                                "the masks would never be trained; lower --mask-warmup or raise --epochs")
     last_feats: dict[str, dict] = {}
 
     def objective(net, images, pids, step):

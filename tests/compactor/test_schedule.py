@@ -157,3 +157,28 @@ def test_min_ratio_floors_every_group_and_names_itself_when_unreachable():
     assert sched.reached()
     with pytest.raises(UnreachableTarget, match="min_ratio"):
         check_target(cm, lowest * 0.9)
+
+
+def test_until_paces_the_masks_to_the_target_by_that_step_and_finish_says_when_not():
+    cm = attach(TinyResNet(in_channels=1, width=16), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
+    _random_norms(cm)
+    paced = NormSchedule(cm, target=0.4, warmup=4, interval=5, granularity=1, until=24)
+    counts = []
+    for _ in range(24):
+        paced.step()
+        counts.append(paced.masked_units)
+    assert paced.reached() and paced.finish(strict=True)
+    assert counts[2] == 0 and all(a <= b for a, b in zip(counts, counts[1:], strict=False))
+    halfway = counts[13]  # step 14: 10 of the 20 steps between warm-up and until
+    assert 0.3 * counts[-1] <= halfway <= 0.7 * counts[-1]
+
+    slow = attach(TinyResNet(in_channels=1, width=16), torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
+    _random_norms(slow)
+    sched = NormSchedule(slow, target=0.4, warmup=4, interval=5, granularity=1)
+    for _ in range(24):
+        sched.step()
+    assert sched.masked_units == 5 and not sched.reached()  # ResRep's pacing: one unit per update
+    with pytest.warns(UserWarning, match="not the target 0.400"):
+        assert not sched.finish()
+    with pytest.raises(UnreachableTarget, match="pass until=STEP"):
+        sched.finish(strict=True)

@@ -1,0 +1,70 @@
+"""Bad input: one line on stderr, exit status 2, nothing created (one row per case)."""
+
+import json
+import sys
+
+import pytest
+import torch
+
+from capdist.cli.main import main
+from capdist.io import save_run
+from capdist.models import RetrievalNet
+
+
+def _run(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["capdist", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    return exit_info.value.code, lines
+
+
+COMPRESS = ["compress", "--teacher", "tiny_resnet", "--data", "digits"]
+PRUNE = ["prune", "--model", "tiny_resnet", "--method", "magnitude", "--data", "digits"]
+PROFILE = ["profile", "tiny_resnet", "--input-size", "3,8,8"]
+
+CASES = [
+    (COMPRESS + ["--batch-size", "6"], "not a positive multiple of 4"),
+    (COMPRESS + ["--batch-size", "0"], "not a positive multiple of 4"),
+    (COMPRESS + ["--min-ratio", "2"], "--min-ratio"),
+    (COMPRESS + ["--round-to", "0"], "--round-to"),
+    (COMPRESS + ["--epochs", "0"], "--epochs"),
+    (COMPRESS + ["--epochs", "-1"], "--epochs"),
+    (COMPRESS + ["--train-subset", "-5"], "--train-subset"),
+    (COMPRESS + ["--mask-ratio", "1.5"], "--mask-ratio"),
+    (COMPRESS + ["--target-flops", "0"], "--target-flops"),
+    (COMPRESS + ["--teacher-arg", "width"], "must be KEY=VALUE"),
+    (PRUNE + ["--target-flops", "1.5"], "--target-flops"),
+    (PROFILE + ["--batch-size", "0"], "--batch-size"),
+    (PROFILE + ["--repeats", "0"], "--repeats"),
+    (PROFILE + ["--threads", "-1"], "--threads"),
+    (PROFILE + ["--device", "tpu"], "--device"),
+]
+if not torch.cuda.is_available():
+    CASES.append((PROFILE + ["--device", "cuda"], "CUDA is not available"))
+
+
+@pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(c[0][-2:]) for c in CASES])
+def test_bad_option_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monkeypatch, args, message):
+    out = tmp_path / "out"
+    extra = ["--out", str(out)] if args[0] in ("compress", "prune") else []
+    code, lines = _run(args + extra, capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error:") and message in lines[0], lines
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("config.json", "[1, 2]", "does not hold an object"),
+    ("config.json", "{", "is corrupt"),
+    ("plan.json", "[1, 2]", "does not hold a pruning plan"),
+])
+def test_corrupt_run_files_are_one_line(tmp_path, capsys, monkeypatch, name, content, message):
+    run = tmp_path / "run"
+    net = RetrievalNet("tiny_resnet", num_classes=10, backbone_kwargs={"width": 8})
+    save_run(run, net, {"model": net.spec})
+    (run / name).write_text(content)
+    code, lines = _run(["eval", "--model", str(run), "--data", "digits"], capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+    if name == "config.json" and content.startswith("["):
+        assert json.loads((run / name).read_text()) == [1, 2]  # nothing rewritten
