@@ -109,8 +109,20 @@ def load_teacher(teacher: str | nn.Module, weights: str | None, num_classes: int
 
 
 def block_layers(cm) -> list[str]:
-    """Anchors of the compacted blocks (groups not tied by a residual add), one per block (CDD)."""
-    return [g.spec.anchors[0] for g in cm.groups if not g.spec.residual]
+    """One anchor per compacted block, as CDD distils each bottleneck once: among the groups not tied
+    by a residual add, the last of each innermost parent module (a bottleneck's conv2 + BN, a basic
+    block's conv1 + BN); a stem whose module also holds the blocks is left out."""
+    order = {name: i for i, (name, _) in enumerate(cm.model.named_modules())}
+    internal = sorted((g.spec.anchors[0] for g in cm.groups if not g.spec.residual), key=lambda a: order.get(a, 0))
+    parents = {a: a.rpartition(".")[0] for a in internal}
+    blocks: dict[str, str] = {}
+    for anchor in internal:
+        parent = parents[anchor]
+        inner_prefix = parent + "." if parent else ""
+        if any(q != parent and q.startswith(inner_prefix) for q in parents.values()):
+            continue
+        blocks[parent] = anchor
+    return list(blocks.values())
 
 
 def stage_names(model: nn.Module, x: torch.Tensor, limit: int = 4) -> list[str]:

@@ -121,3 +121,31 @@ def test_gradients_reach_student_never_teacher(name):
     loss.backward()
     assert s.grad is not None and s.grad.abs().sum() > 0
     assert t.grad is None or t.grad.abs().sum() == 0
+
+
+def test_block_feature_loss_is_the_authors_sum_of_batch_mean_unsquared_distances():
+    from capdist.distill.features import block_feature_loss
+
+    s1 = torch.zeros(2, 2, 3, 3)
+    t1 = torch.zeros(2, 2, 3, 3)
+    t1[0, 0] = 3.0                      # sample 0: pooled difference (3, 4) -> distance 5
+    t1[0, 1] = 4.0
+    t1[1, 1] = 1.0                      # sample 1: (0, 1) -> 1
+    s2 = torch.ones(2, 4, 2, 2)
+    t2 = torch.ones(2, 4, 2, 2) * 3.0   # every sample: (2, 2, 2, 2) -> 4
+    # block 1: mean(5, 1) = 3; block 2: mean(4, 4) = 4; summed over blocks: 7
+    assert float(block_feature_loss([s1, s2], [t1, t2])) == pytest.approx(7.0)
+    s1.requires_grad_(True)
+    block_feature_loss([s1], [t1]).backward()
+    # d/ds of ||pool(s) - pool(t)|| / B: unit vector / (B * H * W) per position, unsquared (not scaled by C)
+    assert float(s1.grad[0, 0, 0, 0]) == pytest.approx(-0.6 / (2 * 9))
+
+
+def test_block_layers_take_each_bottleneck_once_before_its_compactor():
+    from capdist.compactor import CompactorConfig, attach
+    from capdist.engine.compress import block_layers
+    from capdist.testing.user_models import gem_resnet
+
+    cm = attach(gem_resnet("resnet50", dim=8), torch.randn(2, 3, 32, 32), CompactorConfig(scope="all"))
+    blocks = block_layers(cm)
+    assert len(blocks) == 16 and all(b.endswith(".bn2") for b in blocks)
