@@ -31,6 +31,7 @@ from .engine.compress import compress as compress_run
 from .engine.prune import PruneConfig, prune_run
 from .engine.trainer import TrainConfig
 from .errors import DataError
+from .models import RetrievalNet
 from .models.view import RetrievalView
 
 
@@ -109,7 +110,7 @@ def _prepare(model: nn.Module, embedding_output) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     model = copy.deepcopy(model)
-    if hasattr(model, "spec") and hasattr(model, "classifier"):
+    if isinstance(model, RetrievalNet):
         return model
     cls = type(model)
     return RetrievalView(model, embedding_output, {"kind": "module", "class": f"{cls.__module__}.{cls.__qualname__}",

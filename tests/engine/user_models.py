@@ -6,14 +6,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import capdist.testing.user_models as capdist_gem
 
-class GeM(nn.Module):
-    """Generalised-mean pooling with a learnable exponent (Radenovic et al., TPAMI 2018)."""
 
-    def __init__(self, p: float = 3.0, eps: float = 1e-6) -> None:
-        super().__init__()
-        self.p = nn.Parameter(torch.tensor(p))
-        self.eps = eps
+class GeM(capdist_gem.GeM):
+    """GeM as many user codebases write it: the pooling window read from the input's shape (which
+    the ONNX exporter cannot keep dynamic)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x.clamp(min=self.eps).pow(self.p), (x.size(-2), x.size(-1))).pow(1.0 / self.p).flatten(1)
