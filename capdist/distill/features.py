@@ -48,7 +48,8 @@ def hcl_loss(f_s: torch.Tensor, f_t: torch.Tensor, levels: tuple[int, ...] = (4,
     return loss / total
 
 
-def _pool(t: torch.Tensor) -> torch.Tensor:
+def pool_features(t: torch.Tensor) -> torch.Tensor:
+    """Global average pool: (B, C, H, W) or token (B, N, C) features to (B, C); (B, C) stays."""
     return t.mean((2, 3)) if t.dim() == 4 else t.reshape(t.shape[0], -1, t.shape[-1]).mean(1) if t.dim() == 3 else t
 
 
@@ -62,7 +63,8 @@ def block_feature_loss(feats_s: list[torch.Tensor], feats_t: list[torch.Tensor])
         >>> round(float(block_feature_loss(s, t)), 4)  # sqrt(3) per sample
         1.7321
     """
-    terms = [(_pool(s) - _pool(t).detach()).norm(dim=1).mean() for s, t in zip(feats_s, feats_t, strict=True)]
+    terms = [(pool_features(s) - pool_features(t).detach()).norm(dim=1).mean()
+             for s, t in zip(feats_s, feats_t, strict=True)]
     return torch.stack(terms).sum()
 
 

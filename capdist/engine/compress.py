@@ -28,7 +28,7 @@ from torch import nn
 from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
 from ..data import BatchPlan, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
-from ..distill.features import block_feature_loss, pooled_feature_loss
+from ..distill.features import block_feature_loss, pool_features, pooled_feature_loss
 from ..errors import UnreachableTarget
 from ..io.atomic import prepare_out_dir
 from ..io.sources import open_model
@@ -156,10 +156,6 @@ def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig, 
     return max(config.penalty, reach / max(travel, 1e-12))
 
 
-def _pooled(t: torch.Tensor) -> torch.Tensor:
-    return t.mean((2, 3)) if t.dim() == 4 else t.reshape(t.shape[0], -1, t.shape[-1]).mean(1)
-
-
 def resolve_data(data: str | RetrievalData, train_subset: int | None = None, test_subset: int | None = None,
                  seed: int = 0) -> RetrievalData:
     """A dataset spec or a :class:`RetrievalData` already in hand, with the requested subsets."""
@@ -244,8 +240,8 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
         terms[f"cdd_{feature_loss}"] = config.pooled_weight * feats
         if extras is not None:
             terms.update(extras(s_out, t_out, pids))
-        last_feats["s"] = {g: _pooled(cap_s.features[n]).detach() for g, n in group_layers.items()}
-        last_feats["t"] = {g: _pooled(cap_t.features[n]).detach() for g, n in group_layers.items()}
+        last_feats["s"] = {g: pool_features(cap_s.features[n]).detach() for g, n in group_layers.items()}
+        last_feats["t"] = {g: pool_features(cap_t.features[n]).detach() for g, n in group_layers.items()}
         return {"loss": sum(terms.values()), **terms}
 
     def after_step(step: int) -> None:
