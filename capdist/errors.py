@@ -39,3 +39,11 @@ class TrainingDiverged(CapdistError):
 
 class OutputExists(CapdistError):
     """An output directory that already holds results."""
+
+
+class RecipeError(CapdistError):
+    """A ``--config`` YAML file that cannot be used: unreadable, unknown key or unsupported version."""
+
+
+class RunFinished(CapdistError):
+    """``--resume`` on a run that already finished: nothing to do, nothing changed."""

@@ -18,14 +18,24 @@ from .counting import count
 from .latency import measure_latency
 
 
-def cost_row(model: nn.Module, image_shape: tuple[int, ...], repeats: int = 10) -> dict:
-    """fvcore FLOPs, thop MACs, params and CPU latency at batch 1 and 32 (of the embedding path)."""
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def cost_row(model: nn.Module, image_shape: tuple[int, ...], repeats: int = 10, device: str | None = None) -> dict:
+    """fvcore FLOPs, thop MACs, params and latency at batch 1 and 32 (of the embedding path).
+
+    Latency is measured on ``device`` (default: where the model is); the model stays there.
+    """
     net = EmbeddingOnly(model).eval()
-    c = count(net, torch.randn(1, *image_shape))
-    b1 = measure_latency(net, image_shape, 1, repeats=repeats, warmup=3)
-    b32 = measure_latency(net, image_shape, 32, repeats=max(3, repeats // 2), warmup=2)
+    dev = torch.device(device) if device else _device_of(model)
+    c = count(net, torch.randn(1, *image_shape, device=_device_of(model)))
+    b1 = measure_latency(net, image_shape, 1, repeats=repeats, warmup=3, device=str(dev))
+    b32 = measure_latency(net, image_shape, 32, repeats=max(3, repeats // 2), warmup=2, device=str(dev))
     return {"flops": c.fvcore_flops, "thop_macs": c.thop_macs, "params": c.params,
-            "latency_b1_ms": b1.p50_ms, "latency_b32_ms": b32.p50_ms}
+            "latency_b1_ms": b1.p50_ms, "latency_b32_ms": b32.p50_ms, "latency_device": str(dev),
+            "latency_threads": b1.threads}
 
 
 def markdown_table(rows: list[dict]) -> str:

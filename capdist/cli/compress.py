@@ -8,26 +8,30 @@ import click
 
 from ..engine import TrainConfig
 from ..engine.compress import CompressConfig, compress
-from .options import check_device, check_pk_batch, model_source_options
+from .config_file import config_option
+from .options import check_batch, check_device, data_options, model_source_options, open_cli_data, train_settings
 
 
 @click.command("compress")
+@config_option
 @click.option("--teacher", required=True,
               help="Run directory, torchvision name, package.module:factory or timm:NAME (with --weights).")
 @model_source_options
 @click.option("--data", required=True)
+@data_options(training=True)
 @click.option("--out", required=True)
 @click.option("--target-flops", default=0.35, type=click.FloatRange(0, 1, min_open=True), show_default=True,
               help="Fraction of the teacher's FLOPs.")
 @click.option("--schedule", type=click.Choice(["retrieval", "norm"]), default="retrieval", show_default=True)
 @click.option("--scope", type=click.Choice(["internal", "all"]), default="all", show_default=True)
 @click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
-@click.option("--mask-warmup", default=1.0, show_default=True, help="Epochs before masks start.")
-@click.option("--mask-until", default=0.6, show_default=True,
+@click.option("--mask-warmup", default=1.0, type=click.FloatRange(min=0), show_default=True,
+              help="Epochs before masks start.")
+@click.option("--mask-until", default=0.6, type=click.FloatRange(0, 1), show_default=True,
               help="Fraction of training by which the masks reach the target.")
 @click.option("--mask-ratio", default=0.5, type=click.FloatRange(0, 1, min_open=True, max_open=True), show_default=True,
               help="Low-contribution fraction (retrieval).")
-@click.option("--penalty", default=4e-3, show_default=True, help="Group-lasso strength.")
+@click.option("--penalty", default=4e-3, type=click.FloatRange(min=0), show_default=True, help="Group-lasso strength.")
 @click.option("--round-to", default=1, type=click.IntRange(min=1), show_default=True,
               help="Kept widths are multiples of this.")
 @click.option("--min-ratio", default=0.2, type=click.FloatRange(0, 1), show_default=True,
@@ -40,7 +44,8 @@ from .options import check_device, check_pk_batch, model_source_options
 @click.option("--student-weights", default=None)
 @click.option("--train-subset", type=click.IntRange(min=1), default=None)
 @click.option("--test-subset", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test queries.")
-@click.option("--batch-size", default=64, show_default=True, callback=check_pk_batch)
+@click.option("--batch-size", default=64, type=click.IntRange(min=1), show_default=True,
+              help="Global batch, a multiple of --instances.")
 @click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
@@ -49,17 +54,25 @@ from .options import check_device, check_pk_batch, model_source_options
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,
                  scope, epochs, mask_warmup, mask_until, mask_ratio, penalty, round_to, min_ratio, feature_loss,
                  distill, finetune_epochs, student, student_weights, train_subset, test_subset, batch_size, lr,
-                 seed, device, resume, overwrite) -> None:
+                 seed, device, resume, overwrite, recipe, **data_kw) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
+    if distill:
+        from ..distill import parse_spec
+
+        parse_spec(distill)
+    settings = train_settings(data_kw, device)
+    check_batch(batch_size, settings["instances"])
+    dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
                          mask_until=mask_until, ratio=mask_ratio, penalty=penalty, round_to=round_to,
                          min_ratio=min_ratio, feature_loss=feature_loss, distill=distill,
                          finetune_epochs=finetune_epochs,
-                         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5))
-    report = compress(teacher, weights, data, cfg, out, student_name=student, student_weights=student_weights,
+                         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5,
+                                           **settings))
+    report = compress(teacher, weights, dataset, cfg, out, student_name=student, student_weights=student_weights,
                       train_subset=train_subset, resume=resume, overwrite=overwrite, device=device,
                       test_subset=test_subset, model_args=model_args, embedding_output=embedding_output,
-                      allow_partial=allow_partial)
+                      allow_partial=allow_partial, recipe=recipe)
     if report:
         click.echo(Path(out, "report.md").read_text())
         click.echo(f"plot: {out}/accuracy_vs_flops.png")

@@ -13,7 +13,7 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 
 import click  # noqa: E402
 
-from ..errors import CapdistError  # noqa: E402
+from ..errors import CapdistError, RunFinished  # noqa: E402
 from .inspect import inspect_cmd  # noqa: E402
 from .profile import profile_cmd  # noqa: E402
 
@@ -57,9 +57,14 @@ def _log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text[:300] if text else type(exc).__name__)
+def _one_line(exc: BaseException | str) -> str:
+    """One line of an error message; an error re-raised from a loader worker keeps only its own line."""
+    text = str(exc)
+    if "Original Traceback" in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].endswith("Error") else last
+    text = " ".join(text.split())
+    return text[:300] if text else type(exc).__name__
 
 
 def main() -> None:
@@ -86,8 +91,11 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"error: {_one_line(exc.format_message())}", err=True)
         sys.exit(2)
+    except RunFinished as exc:
+        click.echo(f"capdist: {exc}", err=True)
+        sys.exit(0)
     except CapdistError as exc:
-        click.echo(f"error: {exc}", err=True)
+        click.echo(f"error: {_one_line(str(exc))}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -69,9 +69,78 @@ def check_device(ctx, param, value: str) -> str:
     return value
 
 
-def check_pk_batch(ctx, param, value: int) -> int:
-    """``--batch-size``: positive and a multiple of K (4 images per identity) for P x K batches."""
-    if value < 4 or value % 4:
-        raise click.BadParameter(f"{value} is not a positive multiple of 4 (P x K batches take 4 images per "
-                                 "identity)")
-    return value
+def _image_size(ctx, param, value):
+    if value is None:
+        return None
+    from ..data import parse_image_size
+    from ..errors import DataError
+
+    try:
+        return parse_image_size(value)
+    except DataError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def data_options(training: bool = True):
+    """Options that decide how images are read and, for training commands, augmented.
+
+    Reading: ``--image-size``, ``--workers``, ``--cache-images``, ``--skip-bad-images``; training adds
+    ``--instances`` (K), ``--pad``, ``--random-erasing``, ``--amp`` and ``--channels-last``.
+    """
+
+    def decorate(func):
+        opts = [
+            click.option("--image-size", default=None, callback=_image_size, metavar="HxW",
+                         help="Height x width the model sees, e.g. 256x128 (default: 128x64 re-ID, 64x64 folders, "
+                              "native for fmnist/digits)."),
+            click.option("--workers", type=click.IntRange(min=0), default=None,
+                         help="Loader processes (default: the cores, at most 8, for images read from disk; 0 for data "
+                              "in memory)."),
+            click.option("--cache-images", is_flag=True, help="Decode every image once and keep it in memory."),
+            click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (with a warning count)."),
+        ]
+        if training:
+            opts += [
+                click.option("--instances", default=4, type=click.IntRange(min=1), show_default=True,
+                             help="K: images per identity in a P x K batch."),
+                click.option("--pad", default=2, type=click.IntRange(min=0), show_default=True,
+                             help="Zero padding before the random crop (pixels)."),
+                click.option("--random-erasing", default=0.0, type=click.FloatRange(0, 1), show_default=True,
+                             help="Probability of erasing a random rectangle of each training image."),
+                click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True,
+                             help="Autocast precision (fp16 needs CUDA)."),
+                click.option("--channels-last", is_flag=True, help="Channels-last memory format."),
+            ]
+        for opt in reversed(opts):
+            func = opt(func)
+        return func
+
+    return decorate
+
+
+def open_cli_data(spec: str, image_size, cache_images: bool, skip_bad_images: bool):
+    """The dataset a command reads, opened before anything is written."""
+    from ..data import open_dataset
+
+    return open_dataset(spec, image_size=image_size, skip_bad_images=skip_bad_images, cache_images=cache_images)
+
+
+def check_batch(batch_size: int, instances: int) -> None:
+    """A P x K batch: positive and a multiple of K."""
+    if batch_size < instances or batch_size % instances:
+        raise click.BadParameter(f"{batch_size} is not a positive multiple of K={instances} (--instances)",
+                                 param_hint="--batch-size")
+
+
+def train_settings(kwargs: dict, device: str) -> dict:
+    """The :class:`~capdist.engine.TrainConfig` fields the data options set (removed from ``kwargs``),
+    checked against ``device``."""
+    import torch
+
+    amp = kwargs.pop("amp", "off")
+    if amp == "fp16" and torch.device(device).type != "cuda":
+        raise click.BadParameter("--amp fp16 needs CUDA (gradient scaling); use --amp bf16 on the CPU",
+                                 param_hint="--amp")
+    return {"instances": kwargs.pop("instances"), "pad": kwargs.pop("pad"), "erase": kwargs.pop("random_erasing"),
+            "amp": "" if amp == "off" else amp, "channels_last": kwargs.pop("channels_last"),
+            "workers": kwargs.get("workers")}

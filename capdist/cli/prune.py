@@ -9,23 +9,27 @@ import click
 from ..engine import TrainConfig
 from ..engine.prune import PruneConfig, prune_run
 from ..pruners import METHODS
-from .options import check_device, check_pk_batch, model_source_options
+from .config_file import config_option
+from .options import check_batch, check_device, data_options, model_source_options, open_cli_data, train_settings
 
 
 @click.command("prune")
+@config_option
 @click.option("--model", "teacher", required=True,
               help="Run directory, torchvision name, package.module:factory or timm:NAME (with --weights).")
 @model_source_options
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
 @click.option("--target-flops", default=0.35, type=click.FloatRange(0, 1, min_open=True), show_default=True)
 @click.option("--data", required=True)
+@data_options(training=True)
 @click.option("--finetune-epochs", default=5, type=click.IntRange(min=0), show_default=True)
 @click.option("--distill", default="", help="Extra distillation terms during fine-tuning.")
 @click.option("--round-to", type=click.IntRange(min=1), default=None)
 @click.option("--global-pruning", is_flag=True, help="Rank channels across layers.")
 @click.option("--train-subset", type=click.IntRange(min=1), default=None)
 @click.option("--test-subset", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test queries.")
-@click.option("--batch-size", default=64, show_default=True, callback=check_pk_batch)
+@click.option("--batch-size", default=64, type=click.IntRange(min=1), show_default=True,
+              help="Global batch, a multiple of --instances.")
 @click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True,
               help="Fine-tuning uses a tenth of it.")
 @click.option("--seed", default=0, show_default=True)
@@ -34,14 +38,22 @@ from .options import check_device, check_pk_batch, model_source_options
 @click.option("--overwrite", is_flag=True)
 def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, method,
                target_flops, data, finetune_epochs, distill, round_to, global_pruning,
-              train_subset, test_subset, batch_size, lr, seed, device, out, overwrite) -> None:
+              train_subset, test_subset, batch_size, lr, seed, device, out, overwrite, recipe, **data_kw) -> None:
     """Prune with a torch-pruning importance to TARGET-FLOPS, fine-tune, evaluate."""
     if method not in METHODS:
         raise click.BadParameter(f"unknown method '{method}'; valid: {', '.join(METHODS)}", param_hint="--method")
+    if distill:
+        from ..distill import parse_spec
+
+        parse_spec(distill)
+    settings = train_settings(data_kw, device)
+    check_batch(batch_size, settings["instances"])
+    dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
     cfg = PruneConfig(method=method, target_flops=target_flops, round_to=round_to, global_pruning=global_pruning,
                       finetune_epochs=finetune_epochs, distill=distill,
-                      train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed))
-    prune_run(teacher, weights, data, cfg, out, train_subset=train_subset, test_subset=test_subset,
+                      train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed,
+                                         **settings))
+    prune_run(teacher, weights, dataset, cfg, out, train_subset=train_subset, test_subset=test_subset,
               overwrite=overwrite, device=device, model_args=model_args, embedding_output=embedding_output,
-              allow_partial=allow_partial)
+              allow_partial=allow_partial, recipe=recipe)
     click.echo(Path(out, "report.md").read_text())

@@ -9,6 +9,7 @@ import click
 from ..benchmarks.compare import compare_runs
 from ..benchmarks.retime import retime_runs
 from ..io.atomic import atomic_write_json
+from .options import check_device
 
 
 @click.command("report")
@@ -17,13 +18,15 @@ from ..io.atomic import atomic_write_json
 @click.option("--retime", "teacher", default=None,
               help="Teacher run directory: time every model and the teacher side by side in this process "
                    "(interleaved rounds) instead of using each run's own latency.")
-@click.option("--rounds", default=7, show_default=True, help="Interleaved timing rounds with --retime.")
-def report_cmd(runs: tuple[str, ...], out: str, teacher: str | None, rounds: int) -> None:
+@click.option("--rounds", default=7, type=click.IntRange(min=1), show_default=True,
+              help="Interleaved timing rounds with --retime.")
+@click.option("--device", default="cpu", show_default=True, callback=check_device, help="Where --retime times.")
+def report_cmd(runs: tuple[str, ...], out: str, teacher: str | None, rounds: int, device: str) -> None:
     """Table (Markdown, CSV) and mAP-vs-FLOPs / mAP-vs-latency plots with the Pareto front marked."""
     latency = None
     if teacher:
         compare_runs(list(runs), out)  # checks the runs before minutes of timing
-        latency = retime_runs(list(runs), teacher, rounds=rounds)
+        latency = retime_runs(list(runs), teacher, rounds=rounds, device=device)
         atomic_write_json(Path(out) / "latency.json", latency)
     compare_runs(list(runs), out, latency=latency)
     click.echo(Path(out, "comparison.md").read_text())

@@ -9,7 +9,8 @@ import click
 
 from ..engine import TrainConfig
 from ..engine.retrieval import evaluate_models, train_retrieval
-from .options import check_device, check_pk_batch, model_source_options
+from .config_file import config_option
+from .options import check_batch, check_device, data_options, model_source_options, open_cli_data, train_settings
 
 
 def _print_metrics(label: str, m: dict) -> None:
@@ -18,32 +19,45 @@ def _print_metrics(label: str, m: dict) -> None:
 
 
 @click.command("train")
+@config_option
 @click.option("--model", "model_name", required=True, help="torchvision name or package.module:factory.")
 @click.option("--data", required=True, help="fmnist[:ROOT], fmnist-open, digits, folder:PATH, reid:PATH.")
+@data_options(training=True)
 @click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
 @click.option("--out", required=True, help="Run directory to write.")
 @click.option("--train-subset", type=click.IntRange(min=1), default=None, help="Use this many training images.")
-@click.option("--batch-size", default=64, show_default=True, callback=check_pk_batch,
-              help="Global batch (all processes).")
+@click.option("--batch-size", default=64, type=click.IntRange(min=1), show_default=True,
+              help="Global batch (all processes), a multiple of --instances.")
 @click.option("--lr", default=0.05, type=click.FloatRange(0, min_open=True), show_default=True)
 @click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
-@click.option("--embed-dim", type=int, default=None, help="Project the embedding to this width.")
+@click.option("--embed-dim", type=click.IntRange(min=1), default=None, help="Project the embedding to this width.")
+@click.option("--last-stride", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="Stride of a ResNet's last stage (1: the re-ID setting, twice the final feature map).")
+@click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+              help="Backbone constructor argument (JSON literal, else a string); repeatable.")
 @click.option("--weights", default=None, help="Initial weights (safetensors or weights-only .pt).")
 @click.option("--seed", default=0, show_default=True)
-@click.option("--checkpoint-every", default=0, show_default=True, help="Steps (0: every epoch).")
+@click.option("--checkpoint-every", default=0, type=click.IntRange(min=0), show_default=True,
+              help="Steps (0: every epoch).")
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
-@click.option("--amp", is_flag=True, help="Mixed precision (CUDA).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out.")
-@click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (with a warning count).")
-def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optimizer, embed_dim, weights,
-              seed, checkpoint_every, device, amp, resume, overwrite, skip_bad_images) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace the run in --out (its files are removed first).")
+def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optimizer, embed_dim, last_stride,
+              model_args, weights, seed, checkpoint_every, device, resume, overwrite, recipe, **data_kw) -> None:
     """Train a retrieval model (CE + triplet) and report its test retrieval metrics."""
+    from ..models.factory import parse_model_args
+
+    settings = train_settings(data_kw, device)
+    check_batch(batch_size, settings["instances"])
+    backbone_kwargs = parse_model_args(model_args)
+    if last_stride == 1:
+        backbone_kwargs["last_stride"] = 1
+    dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
-                      checkpoint_every=checkpoint_every, amp=amp)
-    result = train_retrieval(model_name, data, cfg, out, train_subset=train_subset, embed_dim=embed_dim,
+                      checkpoint_every=checkpoint_every, **settings)
+    result = train_retrieval(model_name, dataset, cfg, out, train_subset=train_subset, embed_dim=embed_dim,
                              resume=resume, overwrite=overwrite, device=device, weights=weights,
-                             skip_bad_images=skip_bad_images)
+                             backbone_kwargs=backbone_kwargs or None, recipe=recipe)
     if result:
         _print_metrics(f"{out} on {data}", result)
 
@@ -53,17 +67,18 @@ def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optim
               help="Query encoder: run directory, or a model source with --weights.")
 @model_source_options
 @click.option("--data", required=True)
+@data_options(training=False)
 @click.option("--gallery-model", default=None, help="Run directory encoding the gallery (asymmetric).")
+@click.option("--flip-test", is_flag=True, help="Average each embedding with its mirror image's.")
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, gallery_model, device,
-             as_json) -> None:
+def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, image_size, workers,
+             cache_images, skip_bad_images, gallery_model, flip_test, device, as_json) -> None:
     """Retrieval metrics of a trained or compressed model (mAP, R@1/5/10, mINP)."""
-    from ..data import open_dataset
     from ..io.run_dir import load_retrieval
     from ..io.sources import open_model
 
-    dataset = open_dataset(data)
+    dataset = open_cli_data(data, image_size, cache_images, skip_bad_images)
     if Path(model_dir).is_dir() and not weights:
         model = load_retrieval(model_dir)
     else:
@@ -71,7 +86,7 @@ def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, da
         click.echo(f"model: {opened.note}", err=True)
         model = opened.model
     gallery = load_retrieval(gallery_model) if gallery_model else None
-    result = evaluate_models(model, dataset, gallery, device=device)
+    result = evaluate_models(model, dataset, gallery, device=device, flip=flip_test, workers=workers)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -74,6 +74,11 @@ class ChannelGroup:
         sq = self.row_norms().pow(2).view(self.spec.unit_size, self.spec.period).sum(0)
         return sq.sqrt()
 
+    def kept_units(self) -> torch.Tensor:
+        """Which pruning units the mask keeps (bool, length ``period``), on the CPU where the
+        schedules and surgery decide, whatever device the compactors are on."""
+        return self.mask.view(self.spec.unit_size, self.spec.period)[0].detach().cpu().clone()
+
     def units_to_mask(self, kept_units: torch.Tensor) -> torch.Tensor:
         """Expand a per-unit keep vector to a per-channel one."""
         return kept_units.repeat(self.spec.unit_size)

@@ -40,14 +40,14 @@ def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, rati
         Bool tensor of length ``period``: True = always low.
     """
     q = F.normalize(query.float(), dim=1)
-    g = F.normalize(bank.float(), dim=1)
+    g = F.normalize(bank.to(query.device).float(), dim=1)
     k = min(k, len(g))
     nbr = (q @ g.T).topk(k, dim=1).indices                       # B x k
     contrib = (q.unsqueeze(1) * g[nbr]).abs()                    # B x k x C
     contrib = contrib.view(*contrib.shape[:2], -1, period).sum(2)  # B x k x units
     n_low = int(ratio * period)
     if n_low == 0:
-        return torch.zeros(period, dtype=torch.bool)
+        return torch.zeros(period, dtype=torch.bool, device=q.device)
     low_idx = contrib.argsort(dim=2)[..., :n_low]                 # B x k x n_low
     low = torch.zeros_like(contrib, dtype=torch.bool).scatter_(2, low_idx, True)
     return low.flatten(0, 1).all(0)
@@ -95,7 +95,7 @@ class RetrievalSchedule:
         return self.target * self.cm.original_flops * (1 + 1e-9)
 
     def _push(self, name: str, feats: torch.Tensor) -> None:
-        feats = feats.detach().float().cpu()
+        feats = feats.detach().float()
         bank = self.banks.get(name)
         bank = feats if bank is None else torch.cat([bank, feats])
         self.banks[name] = bank[-self.bank_size:]
@@ -121,7 +121,7 @@ class RetrievalSchedule:
         return due
 
     def _kept_units(self, group: ChannelGroup) -> torch.Tensor:
-        return group.mask.view(group.spec.unit_size, group.spec.period)[0].clone()
+        return group.kept_units()
 
     def _finish(self, group: ChannelGroup, kept_units: torch.Tensor, fresh: torch.Tensor) -> None:
         """Set the mask, un-masking the strongest of this update's ``fresh`` units to an allowed width."""
@@ -141,7 +141,7 @@ class RetrievalSchedule:
             bank = self.banks.get(g.name)
             if bank is None or g.name not in student or len(bank) == 0:
                 continue
-            low = low_contribution_units(student[g.name], bank, self.k, self.ratio, g.spec.period)
+            low = low_contribution_units(student[g.name], bank, self.k, self.ratio, g.spec.period).cpu()
             kept_units = self._kept_units(g)
             fresh = torch.zeros_like(kept_units)
             floor = self.cm.min_units(g)

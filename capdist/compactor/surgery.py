@@ -72,8 +72,7 @@ def removed_channels(cm: CompactorModel, group: ChannelGroup, threshold: float) 
     Respects ``round_to`` (keeps the strongest extra units to reach an allowed width)
     and keeps at least the group's minimum width.
     """
-    spec = group.spec
-    unit_mask = group.mask.view(spec.unit_size, spec.period)[0].clone()
+    unit_mask = group.kept_units()
     norms = group.unit_norms()
     keep = unit_mask & (norms >= threshold)
     kept = int(keep.sum())

@@ -1,7 +1,8 @@
 """Image-folder layouts: class-per-subfolder and the re-ID benchmarks (Market-1501, DukeMTMC-reID,
 VeRi-776, MSMT17), as used by CDD (CVPR 2023) and D3still (CVPR 2024).
 
-Images are decoded once with Pillow, resized, and kept in memory as uint8.
+Images are checked when the dataset opens (Pillow reads their headers) and decoded and resized
+when a loader asks for them; ``cache=True`` decodes them all up front and keeps them in memory.
 
 Example:
     >>> parse_reid_name("0002_c1s1_000451_03.jpg")
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from ..errors import DataError
 from .retrieval import JUNK_ID, RetrievalData, TensorImages
@@ -26,26 +28,85 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 _MARKET = re.compile(r"^(-?\d+)_c(\d+)")
 
 
-def _load(paths: list[Path], size: tuple[int, int], skip_bad: bool) -> tuple[torch.Tensor, list[int]]:
+def _open_image(path: Path):
+    """Open ``path`` with Pillow; a corrupt file, a non-image or a decompression bomb is a DataError."""
     from PIL import Image, UnidentifiedImageError
 
-    arrays, kept, bad = [], [], 0
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as exc:
+        raise DataError(f"cannot read image {path} ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); "
+                        "fix or remove it, or pass --skip-bad-images") from None
+
+
+def decode(path: Path, size: tuple[int, int]) -> torch.Tensor:
+    """The image at ``path`` as a uint8 (3, H, W) tensor resized to ``size`` (bilinear)."""
+    from PIL import Image
+
+    img = _open_image(path)
+    try:
+        with img:
+            rgb = img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
+            return torch.from_numpy(np.asarray(rgb, dtype=np.uint8).transpose(2, 0, 1).copy())
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot decode image {path} ({type(exc).__name__}: {' '.join(str(exc).split())[:100]}); "
+                        "fix or remove it, or pass --skip-bad-images") from None
+
+
+def _readable(paths: list[Path], skip_bad: bool) -> list[int]:
+    """Indices of the files whose header Pillow reads (all of them unless ``skip_bad``)."""
+    kept, bad = [], 0
     for i, path in enumerate(paths):
         try:
-            with Image.open(path) as img:
-                img = img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR)
-                arrays.append(np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy())
-                kept.append(i)
-        except (UnidentifiedImageError, OSError) as exc:
+            _open_image(path).close()
+            kept.append(i)
+        except DataError:
             if not skip_bad:
-                raise DataError(f"cannot read image {path} ({type(exc).__name__}); fix or remove it, "
-                                "or pass --skip-bad-images") from None
+                raise
             bad += 1
     if bad:
         warnings.warn(f"capdist: skipped {bad} unreadable image(s)", stacklevel=3)
-    if not arrays:
+    if not kept:
         raise DataError(f"no readable images among {len(paths)} files")
-    return torch.from_numpy(np.stack(arrays)), kept
+    return kept
+
+
+class ImageFiles(Dataset):
+    """Images on disk, decoded and resized on access; items are ``(image, pid, camid, index)``.
+
+    Args:
+        paths: image files.
+        pids, camids: identity and camera of each file.
+        size: H, W every image is resized to.
+        mean, std: per-channel normalisation of the [0, 1] image.
+    """
+
+    lazy = True
+
+    def __init__(self, paths: list[Path], pids: torch.Tensor, camids: torch.Tensor, size: tuple[int, int],
+                 mean: list[float], std: list[float]) -> None:
+        self.paths = [str(p) for p in paths]
+        self.pids, self.camids = pids.long(), camids.long()
+        self.image_size = tuple(size)
+        self.mean, self.std = mean, std
+        self._mean = torch.tensor(mean).view(-1, 1, 1)
+        self._std = torch.tensor(std).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        image = decode(Path(self.paths[i]), self.image_size).float() / 255.0
+        return (image - self._mean) / self._std, int(self.pids[i]), int(self.camids[i]), i
+
+    def take(self, n: int) -> ImageFiles:
+        """The first ``n`` items."""
+        return ImageFiles(self.paths[:n], self.pids[:n], self.camids[:n], self.image_size, self.mean, self.std)
+
+    def cached(self) -> TensorImages:
+        """Every image decoded now and kept in memory as uint8."""
+        images = torch.stack([decode(Path(p), self.image_size) for p in self.paths])
+        return TensorImages(images, self.pids, self.camids, self.mean, self.std)
 
 
 def _images(folder: Path) -> list[Path]:
@@ -70,29 +131,30 @@ def _class_folder(folder: Path, classes: dict[str, int] | None) -> tuple[list[Pa
     return paths, labels, classes
 
 
-def _tensor_set(paths, pids, camids, size, skip_bad) -> TensorImages:
-    images, kept = _load(paths, size, skip_bad)
-    return TensorImages(images, torch.tensor([pids[i] for i in kept]),
-                        torch.tensor([camids[i] for i in kept]), IMAGENET_MEAN, IMAGENET_STD)
+def _image_set(paths, pids, camids, size, skip_bad, cache: bool) -> ImageFiles | TensorImages:
+    kept = _readable(paths, skip_bad)
+    files = ImageFiles([paths[i] for i in kept], torch.tensor([pids[i] for i in kept]),
+                       torch.tensor([camids[i] for i in kept]), size, IMAGENET_MEAN, IMAGENET_STD)
+    return files.cached() if cache else files
 
 
-def open_folder(root: str, size: tuple[int, int], skip_bad: bool = False) -> RetrievalData:
+def open_folder(root: str, size: tuple[int, int], skip_bad: bool = False, cache: bool = False) -> RetrievalData:
     """``root/train/CLASS/*`` plus ``root/test/CLASS/*`` or ``root/query`` + ``root/gallery``."""
     base = Path(root)
     if not base.is_dir():
         raise DataError(f"dataset folder {base} does not exist")
     paths, labels, classes = _class_folder(base / "train", None)
-    train = _tensor_set(paths, labels, [0] * len(labels), size, skip_bad)
+    train = _image_set(paths, labels, [0] * len(labels), size, skip_bad, cache)
     if (base / "test").is_dir():
         p, lab, _ = _class_folder(base / "test", dict(classes))
-        test = _tensor_set(p, lab, [0] * len(lab), size, skip_bad)
+        test = _image_set(p, lab, [0] * len(lab), size, skip_bad, cache)
         query = gallery = test
     elif (base / "query").is_dir() and (base / "gallery").is_dir():
         shared = dict(classes)
         p, lab, shared = _class_folder(base / "query", shared)
-        query = _tensor_set(p, lab, [0] * len(lab), size, skip_bad)
+        query = _image_set(p, lab, [0] * len(lab), size, skip_bad, cache)
         p, lab, _ = _class_folder(base / "gallery", shared)
-        gallery = _tensor_set(p, lab, [1] * len(lab), size, skip_bad)
+        gallery = _image_set(p, lab, [1] * len(lab), size, skip_bad, cache)
     else:
         raise DataError(f"{base} needs test/ or query/ and gallery/ beside train/")
     return RetrievalData(f"folder:{root}", train, query, gallery, "class", len(set(labels)),
@@ -112,7 +174,7 @@ def parse_reid_name(name: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2)) - 1
 
 
-def _reid_dir(folder: Path, size, skip_bad, relabel: bool) -> tuple[TensorImages, int]:
+def _reid_dir(folder: Path, size, skip_bad, relabel: bool, cache: bool) -> tuple[TensorImages, int]:
     paths = _images(folder)
     if not paths:
         raise DataError(f"re-ID folder {folder} contains no images")
@@ -124,26 +186,28 @@ def _reid_dir(folder: Path, size, skip_bad, relabel: bool) -> tuple[TensorImages
     if relabel:
         mapping = {pid: j for j, pid in enumerate(sorted(set(pids)))}
         pids = [mapping[p] for p in pids]
-    return _tensor_set(paths, pids, cams, size, skip_bad), len(set(pids))
+    return _image_set(paths, pids, cams, size, skip_bad, cache), len(set(pids))
 
 
-def _msmt_list(base: Path, listfile: str, folder: str, size, skip_bad, relabel: bool):
+def _msmt_list(base: Path, listfile: str, folder: str, size, skip_bad, relabel: bool, cache: bool):
     lines = (base / listfile).read_text().split("\n")
     paths, pids, cams = [], [], []
     for line in filter(None, (ln.strip() for ln in lines)):
         rel, _, pid = line.rpartition(" ")
-        if not rel:
-            raise DataError(f"malformed line in {base / listfile}: '{line}' (expected 'PATH PID')")
+        parts = Path(rel).name.split("_")
+        if not rel or not pid.lstrip("-").isdigit() or len(parts) < 3 or not parts[2].isdigit():
+            raise DataError(f"malformed line in {base / listfile}: '{line[:80]}' (expected "
+                            "'PID/PID_SEQ_CAM_....jpg PID' with integer identity and camera)")
         paths.append(base / folder / rel)
         pids.append(int(pid))
-        cams.append(int(Path(rel).name.split("_")[2]) - 1)
+        cams.append(int(parts[2]) - 1)
     if relabel:
         mapping = {pid: j for j, pid in enumerate(sorted(set(pids)))}
         pids = [mapping[p] for p in pids]
-    return _tensor_set(paths, pids, cams, size, skip_bad), len(set(pids))
+    return _image_set(paths, pids, cams, size, skip_bad, cache), len(set(pids))
 
 
-def open_reid(root: str, size: tuple[int, int], skip_bad: bool = False) -> RetrievalData:
+def open_reid(root: str, size: tuple[int, int], skip_bad: bool = False, cache: bool = False) -> RetrievalData:
     """Market-1501 / DukeMTMC-reID, VeRi-776 or MSMT17, detected from the folder layout."""
     base = Path(root)
     if not base.is_dir():
@@ -152,15 +216,15 @@ def open_reid(root: str, size: tuple[int, int], skip_bad: bool = False) -> Retri
                "veri": ("image_train", "image_query", "image_test")}
     for train_dir, query_dir, gallery_dir in layouts.values():
         if (base / train_dir).is_dir():
-            train, classes = _reid_dir(base / train_dir, size, skip_bad, relabel=True)
-            query, _ = _reid_dir(base / query_dir, size, skip_bad, relabel=False)
-            gallery, _ = _reid_dir(base / gallery_dir, size, skip_bad, relabel=False)
+            train, classes = _reid_dir(base / train_dir, size, skip_bad, True, cache)
+            query, _ = _reid_dir(base / query_dir, size, skip_bad, False, cache)
+            gallery, _ = _reid_dir(base / gallery_dir, size, skip_bad, False, cache)
             return RetrievalData(f"reid:{root}", train, query, gallery, "reid", classes, (3, *size),
                                  IMAGENET_MEAN, IMAGENET_STD)
     if (base / "list_train.txt").is_file():
-        train, classes = _msmt_list(base, "list_train.txt", "train", size, skip_bad, True)
-        query, _ = _msmt_list(base, "list_query.txt", "test", size, skip_bad, False)
-        gallery, _ = _msmt_list(base, "list_gallery.txt", "test", size, skip_bad, False)
+        train, classes = _msmt_list(base, "list_train.txt", "train", size, skip_bad, True, cache)
+        query, _ = _msmt_list(base, "list_query.txt", "test", size, skip_bad, False, cache)
+        gallery, _ = _msmt_list(base, "list_gallery.txt", "test", size, skip_bad, False, cache)
         return RetrievalData(f"reid:{root}", train, query, gallery, "reid", classes, (3, *size),
                              IMAGENET_MEAN, IMAGENET_STD)
     raise DataError(f"{base} is not a known re-ID layout (bounding_box_train/ for Market/Duke, "

@@ -22,18 +22,24 @@ JUNK_ID = -1
 
 
 class TensorImages(Dataset):
-    """Images already in memory: (N, C, H, W) float tensor, ids and camera ids.
+    """Images already in memory: (N, C, H, W) float or uint8 tensor, ids and camera ids.
 
-    Items are ``(image, pid, camid, index)``.
+    Items are ``(image, pid, camid, index)``; uint8 images are scaled to [0, 1] and normalised
+    with ``mean`` / ``std`` on access, and resized to ``size`` (H, W) when given.
     """
 
+    lazy = False
+
     def __init__(self, images: torch.Tensor, pids: torch.Tensor, camids: torch.Tensor | None = None,
-                 mean: list[float] | None = None, std: list[float] | None = None):
+                 mean: list[float] | None = None, std: list[float] | None = None,
+                 size: tuple[int, int] | None = None):
         self.images = images
         self.pids = pids.long()
         self.camids = camids.long() if camids is not None else torch.zeros_like(self.pids)
+        self.mean, self.std = mean, std
         self._mean = torch.tensor(mean).view(-1, 1, 1) if mean else None
         self._std = torch.tensor(std).view(-1, 1, 1) if std else None
+        self.size = tuple(size) if size is not None and tuple(size) != tuple(images.shape[-2:]) else None
 
     def __len__(self) -> int:
         return len(self.pids)
@@ -44,7 +50,15 @@ class TensorImages(Dataset):
             image = image.float() / 255.0
             if self._mean is not None:
                 image = (image - self._mean) / self._std
+        if self.size is not None:
+            from .transforms import resize
+
+            image = resize(image, self.size)
         return image, int(self.pids[i]), int(self.camids[i]), i
+
+    def take(self, n: int) -> TensorImages:
+        """The first ``n`` items."""
+        return TensorImages(self.images[:n], self.pids[:n], self.camids[:n], self.mean, self.std, self.size)
 
 
 @dataclass
@@ -80,9 +94,7 @@ class RetrievalData:
         """The same data with the first ``n`` query items (leave-one-out sets only)."""
         if not n or n >= len(self.query) or not self.leave_one_out:
             return self
-        q = self.query
-        test = TensorImages(q.images[:n], q.pids[:n], q.camids[:n])
-        test._mean, test._std = q._mean, q._std
+        test = self.query.take(n)
         return RetrievalData(self.name, self.train, test, test, self.protocol, self.num_classes,
                              self.image_shape, self.mean, self.std)
 

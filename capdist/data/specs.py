@@ -41,32 +41,56 @@ def _digits() -> RetrievalData:
     return RetrievalData("digits", TensorImages(tx, split.train_y), test, test, "class", 10, (3, 16, 16))
 
 
-def open_dataset(spec: str, image_size: tuple[int, int] | None = None,
-                 skip_bad_images: bool = False) -> RetrievalData:
+def _resized(data: RetrievalData, size: tuple[int, int]) -> RetrievalData:
+    """In-memory data seen at ``size`` (each image resized on access)."""
+    def at(ds: TensorImages) -> TensorImages:
+        return TensorImages(ds.images, ds.pids, ds.camids, ds.mean, ds.std, size)
+
+    train, query = at(data.train), at(data.query)
+    gallery = query if data.leave_one_out else at(data.gallery)
+    return RetrievalData(data.name, train, query, gallery, data.protocol, data.num_classes,
+                         (data.image_shape[0], *size), data.mean, data.std)
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    """``"256x128"`` -> ``(256, 128)`` (height x width).
+
+    Raises:
+        DataError: not two positive integers joined by ``x``.
+    """
+    parts = str(text).lower().replace(",", "x").split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise DataError(f"image size '{text}' must be HEIGHTxWIDTH, e.g. 256x128")
+    return int(parts[0]), int(parts[1])
+
+
+def open_dataset(spec: str, image_size: tuple[int, int] | str | None = None, skip_bad_images: bool = False,
+                 cache_images: bool = False) -> RetrievalData:
     """Open a dataset from its spec string.
 
     Args:
         spec: one of ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``digits``, ``folder:PATH``,
             ``reid:PATH``.
-        image_size: H, W for image folders (default 128x64 for re-ID, 64x64 otherwise).
+        image_size: H, W the model sees (``(256, 128)`` or ``"256x128"``; default 128x64 for
+            re-ID, 64x64 for folders, the native size for Fashion-MNIST and digits).
         skip_bad_images: skip unreadable images with a warning count instead of failing.
+        cache_images: decode every image now and keep it in memory (folders; Fashion-MNIST and
+            digits are always in memory).
 
     Raises:
         DataError: unknown spec, missing path, empty folder or malformed layout.
     """
+    size = parse_image_size(image_size) if isinstance(image_size, str) else image_size
     kind, _, arg = spec.partition(":")
-    if kind == "fmnist":
-        return _fmnist(arg, open_set=False)
-    if kind == "fmnist-open":
-        return _fmnist(arg, open_set=True)
-    if kind == "digits":
-        return _digits()
+    if kind in ("fmnist", "fmnist-open", "digits"):
+        data = _digits() if kind == "digits" else _fmnist(arg, open_set=kind == "fmnist-open")
+        return _resized(data, size) if size and tuple(size) != data.image_shape[1:] else data
     if kind in ("folder", "reid"):
         if not arg:
             raise DataError(f"dataset spec '{spec}' needs a path: {kind}:PATH")
         from .folders import open_folder, open_reid
 
         if kind == "folder":
-            return open_folder(arg, image_size or (64, 64), skip_bad_images)
-        return open_reid(arg, image_size or (128, 64), skip_bad_images)
+            return open_folder(arg, size or (64, 64), skip_bad_images, cache_images)
+        return open_reid(arg, size or (128, 64), skip_bad_images, cache_images)
     raise DataError(f"unknown dataset '{spec}'; use one of: {', '.join(SPECS)}")

@@ -26,14 +26,14 @@ import torch
 from torch import nn
 
 from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
-from ..data import BatchPlan, RetrievalData, open_dataset
+from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import block_feature_loss, pool_features, pooled_feature_loss
 from ..errors import UnreachableTarget
 from ..io.atomic import prepare_out_dir
 from ..io.sources import open_model
 from ..models.view import inner, like
-from .distributed import init_distributed
+from .distributed import DistContext, init_distributed
 from .outputs import model_row, save_result
 from .task_loss import task_loss_for
 from .trainer import TrainConfig, Trainer
@@ -168,7 +168,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
              student_weights: str | None = None, train_subset: int | None = None, resume: bool = False,
              overwrite: bool = False, device: str = "cpu", test_subset: int | None = None,
              model_args: dict | None = None, embedding_output: str | int | None = None,
-             allow_partial: bool = False) -> dict:
+             allow_partial: bool = False, recipe: dict | None = None) -> dict:
     """Run CDD and write the compressed model and its report into ``out``.
 
     ``teacher_name`` is anything :func:`load_teacher` takes: an ``nn.Module``, a run directory,
@@ -186,7 +186,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     else:
         student = copy.deepcopy(teacher)
     if ctx.is_main:
-        prepare_out_dir(out, overwrite=overwrite, resume=resume)
+        prepare_out_dir(out, overwrite=overwrite, resume=resume, recipe=("compress", recipe) if recipe else None)
     ctx.barrier()
     example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
     cm = attach(inner(student).train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
@@ -207,7 +207,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
                          seed=config.train.seed).to(ctx.device)
 
     tcfg = config.train
-    steps_per_epoch = BatchPlan(data.train.pids, tcfg.batch_size, tcfg.seed, tcfg.instances).steps_per_epoch()
+    steps_per_epoch = len(IdentityBatchSampler(data.train.pids, tcfg.batch_size, tcfg.seed, tcfg.instances))
     total = steps_per_epoch * tcfg.epochs
     warmup = int(config.mask_warmup * steps_per_epoch)
     interval = max(1, steps_per_epoch // 10)
@@ -284,7 +284,8 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
 
 
 def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: TrainConfig, epochs: int,
-             kd_temperature: float, out: Path, extras: str = "", kd: bool = True) -> tuple[nn.Module, dict]:
+             kd_temperature: float, out: Path, extras: str = "", kd: bool = True,
+             device: str = "cpu") -> tuple[nn.Module, dict]:
     """Fine-tune a plain (pruned) model at a tenth of the lr with the task terms that fit it: CE + triplet
     (+ KD) for a RetrievalNet, triplet + teacher-embedding regression (+ CE through a temporary
     classifier) for a user's model; plus any extra distillation terms.
@@ -292,12 +293,13 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     Returns:
         The fine-tuned model (eval mode) and the loss terms it ran with their weights.
     """
-    model = copy.deepcopy(model).train()
-    frozen = Teacher(teacher)
-    example = torch.stack([data.train[i][0] for i in range(2)])
+    dev = torch.device(device)
+    model = copy.deepcopy(model).to(dev).train()
+    frozen = Teacher(teacher.to(dev))
+    example = torch.stack([data.train[i][0] for i in range(2)]).to(dev)
     more = DistillObjective(parse_spec(extras), model, frozen, example) if extras else None
     task = task_loss_for(model, teacher, example, data.num_classes, kd=kd, kd_temperature=kd_temperature,
-                         seed=train.seed)
+                         seed=train.seed).to(dev)
 
     def objective(net, images, pids, step):
         s_out, t_out = net(images), frozen(images)
@@ -311,7 +313,7 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     params = list(model.parameters()) + list(task.parameters())
     params += list(more.parameters()) if more is not None else []
     Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}],
-            stateful={"task": task}).fit()
+            ctx=DistContext(device=dev), stateful={"task": task}).fit()
     weights = {**task.weights(), **({t.name: t.weight for t in more.terms} if more is not None else {})}
     return model.eval(), weights
 
@@ -330,7 +332,7 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     final = pruned
     if config.finetune_epochs:
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
-                                config.kd_temperature, out / "finetune", config.distill)
+                                config.kd_temperature, out / "finetune", config.distill, device=device)
         loss_weights = {**loss_weights, "finetune": tuned}
         rows.append(model_row(f"compressed + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
                               device, reps))

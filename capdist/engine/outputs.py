@@ -23,7 +23,8 @@ from .retrieval import evaluate_models
 def model_row(name: str, model: nn.Module, teacher: nn.Module | None, data: RetrievalData, device: str,
               repeats: int) -> dict:
     """Cost, symmetric retrieval, and asymmetric retrieval against ``teacher``'s gallery when given."""
-    row = {"name": name, **cost_row(model, tuple(data.image_shape), repeats),
+    model = model.to(device)
+    row = {"name": name, **cost_row(model, tuple(data.image_shape), repeats, device),
            "symmetric": evaluate_models(model, data, device=device), "asymmetric": {}}
     if teacher is not None:
         row["asymmetric"] = evaluate_models(model, data, gallery_model=teacher, device=device)

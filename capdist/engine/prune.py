@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from ..data import RetrievalData
+from ..data import RetrievalData, fetch
 from ..io.atomic import prepare_out_dir
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from ..models.view import has_logits, inner, like
 from ..pruners import prune_to_flops
 from .compress import finetune, load_teacher, resolve_data
 from .outputs import model_row, save_result
-from .trainer import TrainConfig, fetch
+from .trainer import TrainConfig
 
 
 @dataclass
@@ -57,7 +57,8 @@ class PruneConfig:
 def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData, config: PruneConfig,
               out: str | Path, train_subset: int | None = None, test_subset: int | None = None,
               overwrite: bool = False, device: str = "cpu", model_args: dict | None = None,
-              embedding_output: str | int | None = None, allow_partial: bool = False) -> dict:
+              embedding_output: str | int | None = None, allow_partial: bool = False,
+              recipe: dict | None = None) -> dict:
     """Prune a copy of the teacher to the target, fine-tune it, evaluate it and write the run directory.
 
     ``teacher_name`` is anything :func:`capdist.engine.compress.load_teacher` takes (a user's own
@@ -67,7 +68,7 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
     out = Path(out)
     data = resolve_data(data_spec, train_subset, test_subset, config.train.seed)
     teacher = load_teacher(teacher_name, weights, data.num_classes, model_args, embedding_output, allow_partial)
-    prepare_out_dir(out, overwrite=overwrite)
+    prepare_out_dir(out, overwrite=overwrite, recipe=("prune", recipe) if recipe else None)
     example = torch.stack([data.train[i][0] for i in range(1)])
     images, pids = fetch(data.train, torch.arange(min(64, len(data.train))))
 
@@ -90,7 +91,8 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
     final, tuned = pruned, {}
     if config.finetune_epochs:
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
-                                config.kd_temperature, out / "finetune", config.distill, kd=config.kd)
+                                config.kd_temperature, out / "finetune", config.distill, kd=config.kd,
+                                device=device)
         rows.append(model_row(f"{config.method} + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
                               device, reps))
     method = config.method if config.method != "none" else ("unpruned + KD" if config.kd else "unpruned, no KD")

@@ -37,17 +37,51 @@ def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def prepare_out_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create ``path``; refuse a non-empty directory unless resuming or overwriting.
+RUN_MARKERS = ("config.json", "config.yaml", "metrics.jsonl", "checkpoint.pt", "report.json", "model.safetensors")
+
+
+def prepare_out_dir(path: str | Path, overwrite: bool = False, resume: bool = False,
+                    recipe: tuple[str, dict] | None = None) -> Path:
+    """Create ``path`` for a run; refuse a non-empty directory unless resuming or overwriting.
+
+    ``overwrite`` empties a previous run directory first (so nothing of the old run is mistaken
+    for the new one); ``resume`` on a run that already wrote its model changes nothing.
+
+    Args:
+        path: the run directory.
+        overwrite: replace the run there.
+        resume: continue the run there.
+        recipe: ``(command, options)`` written as ``config.yaml`` for ``--config`` to re-run.
 
     Raises:
-        OutputExists: the directory holds results and neither flag was given.
+        OutputExists: the directory holds results and neither flag was given, or ``overwrite``
+            names a directory that is not a capdist run.
+        RunFinished: ``resume`` on a finished run.
     """
+    import shutil
+
+    from ..errors import RunFinished
+
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise OutputExists(f"output path {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (overwrite or resume):
-        raise OutputExists(f"output directory {out} is not empty; pass --resume to continue the run "
-                           "there or --overwrite to replace it")
+    if out.is_dir() and any(out.iterdir()):
+        if resume:
+            if (out / "model.safetensors").is_file():
+                raise RunFinished(f"the run in {out} is finished (model.safetensors is written); nothing to "
+                                  "resume, nothing changed (pass --overwrite instead of --resume to redo it)")
+        elif overwrite:
+            if not any((out / name).exists() for name in RUN_MARKERS):
+                raise OutputExists(f"--overwrite replaces capdist runs only, and {out} holds none of "
+                                   f"{', '.join(RUN_MARKERS)}; choose another --out")
+            for child in out.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        else:
+            raise OutputExists(f"output directory {out} is not empty; pass --resume to continue the run "
+                               "there or --overwrite to replace it")
     out.mkdir(parents=True, exist_ok=True)
+    if recipe is not None:
+        from .recipe import RECIPE_FILE, write_recipe
+
+        write_recipe(out / RECIPE_FILE, *recipe)
     return out

@@ -52,8 +52,30 @@ def build_model(spec: str, **kwargs) -> nn.Module:
         raise UnsupportedModel("capdist never downloads weights: build with random init and load "
                                "a local file with --weights")
     kwargs.pop("weights", None)
+    last_stride = kwargs.pop("last_stride", None)
     extra = {"aux_logits": False, "init_weights": False} if spec in ("googlenet", "inception_v3") else {}
-    return torchvision.models.get_model(spec, weights=None, **extra, **kwargs)
+    model = torchvision.models.get_model(spec, weights=None, **extra, **kwargs)
+    if last_stride is not None:
+        set_last_stride(model, int(last_stride), spec)
+    return model
+
+
+def set_last_stride(model: nn.Module, stride: int, spec: str = "") -> None:
+    """Set the stride of a torchvision ResNet's last stage (1: the re-ID "last stride" trick of the
+    BoT baseline, which CDD's teachers use; the final feature map doubles in each direction).
+
+    Raises:
+        UnsupportedModel: the model has no ResNet ``layer4``, or the stride is not 1 or 2.
+    """
+    if stride not in (1, 2):
+        raise UnsupportedModel(f"last_stride must be 1 or 2, not {stride}")
+    block = getattr(getattr(model, "layer4", None), "0", None)
+    if block is None:
+        raise UnsupportedModel(f"last_stride applies to ResNets (layer4), not {spec or type(model).__name__}")
+    conv = block.conv2 if hasattr(block, "conv3") else block.conv1
+    conv.stride = (stride, stride)
+    if block.downsample is not None:
+        block.downsample[0].stride = (stride, stride)
 
 
 def _timm_factory(name: str):

@@ -31,9 +31,10 @@ def objective(model, images, pids, step):
     return {"loss": F.cross_entropy(model(images), pids)}
 
 
-def config() -> TrainConfig:
-    return TrainConfig(epochs=2, batch_size=16, lr=0.1, instances=0, pad=0, flip=False, progress=False,
-                       warmup_epochs=0)
+def config(workers: int = 0) -> TrainConfig:
+    """Plain shuffled batches with pad-and-crop and flips; ``workers`` loader processes."""
+    return TrainConfig(epochs=2, batch_size=16, lr=0.1, instances=0, pad=1, flip=True, progress=False,
+                       warmup_epochs=0, workers=workers)
 
 
 def worker(rank: int, world: int, port: int, out: str) -> None:
@@ -42,6 +43,6 @@ def worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     ctx = init_distributed("cpu")
     model = plain_net()
-    Trainer(model, objective, toy_set(), config(), os.path.join(out, "run"), ctx=ctx).fit()
+    Trainer(model, objective, toy_set(), config(workers=1), os.path.join(out, "run"), ctx=ctx).fit()
     torch.save(model.state_dict(), os.path.join(out, f"rank{rank}.pt"))
     torch.distributed.destroy_process_group()

@@ -24,8 +24,17 @@ PRUNE = ["prune", "--model", "tiny_resnet", "--method", "magnitude", "--data", "
 PROFILE = ["profile", "tiny_resnet", "--input-size", "3,8,8"]
 
 CASES = [
-    (COMPRESS + ["--batch-size", "6"], "not a positive multiple of 4"),
-    (COMPRESS + ["--batch-size", "0"], "not a positive multiple of 4"),
+    (COMPRESS + ["--batch-size", "6"], "not a positive multiple of K=4"),
+    (COMPRESS + ["--batch-size", "0"], "--batch-size"),
+    (COMPRESS + ["--batch-size", "16", "--instances", "3"], "not a positive multiple of K=3"),
+    (COMPRESS + ["--image-size", "256"], "must be HEIGHTxWIDTH"),
+    (COMPRESS + ["--workers", "-1"], "--workers"),
+    (COMPRESS + ["--random-erasing", "1.5"], "--random-erasing"),
+    (COMPRESS + ["--amp", "fp8"], "--amp"),
+    (COMPRESS + ["--amp", "fp16"], "--amp fp16 needs CUDA"),
+    (COMPRESS + ["--distill", "nosuchloss"], "nosuchloss"),
+    (PRUNE + ["--distill", "nosuchloss"], "nosuchloss"),
+    (COMPRESS + ["--mask-warmup", "-1"], "--mask-warmup"),
     (COMPRESS + ["--min-ratio", "2"], "--min-ratio"),
     (COMPRESS + ["--round-to", "0"], "--round-to"),
     (COMPRESS + ["--epochs", "0"], "--epochs"),
@@ -68,3 +77,35 @@ def test_corrupt_run_files_are_one_line(tmp_path, capsys, monkeypatch, name, con
     assert code == 2 and len(lines) == 1 and message in lines[0], lines
     if name == "config.json" and content.startswith("["):
         assert json.loads((run / name).read_text()) == [1, 2]  # nothing rewritten
+
+
+@pytest.mark.parametrize(("recipe", "message"), [
+    ("version: 1\nmodel: tiny_resnet\ndata: digits\nepoch: 3\n", "unknown key 'epoch'"),
+    ("version: 1\nmodel: tiny_resnet\ndata: digits\nepoch: 3\n", "did you mean 'epochs'?"),
+    ("version: 1\nmodel: tiny_resnet\ndata: digits\nlr: fast\n", "Invalid value for '--lr'"),
+    ("version: 1\nmodel: tiny_resnet\ndata: digits\nimage-size: 12\n", "must be HEIGHTxWIDTH"),
+    ("version: 2\nmodel: tiny_resnet\n", "has version 2; this capdist reads version 1"),
+    ("model: tiny_resnet\n", "has no 'version' field"),
+    ("version: 1\ncommand: compress\n", "is for 'capdist compress', not 'capdist train'"),
+    ("version: 1\nmodel: [tiny\n", "is not valid YAML at line"),
+    ("- 1\n- 2\n", "must be a mapping"),
+    ("version: 1\nresume: true\n", "unknown key 'resume'"),
+], ids=["unknown-key", "nearest-key", "bad-value", "bad-size", "version", "no-version", "other-command",
+        "yaml-syntax", "not-mapping", "run-control"])
+def test_bad_recipe_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monkeypatch, recipe, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(recipe)
+    out = tmp_path / "out"
+    code, lines = _run(["train", "--config", str(path), "--out", str(out), "--epochs", "1"], capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error:") and message in lines[0], lines
+    assert not out.exists()
+
+
+def test_recipe_may_not_run_python(tmp_path, capsys, monkeypatch):
+    marker = tmp_path / "ran"
+    path = tmp_path / "recipe.yaml"
+    path.write_text(f"version: 1\nmodel: !!python/object/apply:os.system ['touch {marker}']\n")
+    code, lines = _run(["train", "--config", str(path), "--out", str(tmp_path / "out")], capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1 and "not valid YAML" in lines[0], lines
+    assert not marker.exists()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from capdist.data import BatchPlan, augment, open_dataset
+from capdist.data import Augment, IdentityBatchSampler, open_dataset
 from capdist.data.arrays import FMNIST_ROOT
 from capdist.data.folders import parse_reid_name
 from capdist.errors import DataError
@@ -99,16 +99,20 @@ def test_train_cli_bad_data_is_one_line_and_writes_nothing(tmp_path):
 
 def test_pk_batches_are_balanced_and_deterministic():
     pids = torch.arange(40) % 10
-    plan = BatchPlan(pids, batch_size=8, seed=3, instances=2)
-    a, b = plan.epoch(1), plan.epoch(1)
+    plan = IdentityBatchSampler(pids, batch_size=8, seed=3, instances=2)
+    a, b = plan.epoch(1), IdentityBatchSampler(pids, batch_size=8, seed=3, instances=2).epoch(1)
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
-    assert len(plan.epoch(0)) == len(plan.epoch(5)) == 5
+    assert len(plan.epoch(0)) == len(plan.epoch(5)) == len(plan) == 5
     for batch in a:
         assert sorted(torch.bincount(pids[batch]).tolist())[-4:] == [2, 2, 2, 2]
+    every = torch.cat(a)
+    assert len(set(every.tolist())) == 40  # one epoch uses each image once when K divides every identity
 
 
-def test_augment_is_seeded_by_step():
-    x = torch.randn(4, 3, 8, 8)
-    assert torch.equal(augment(x, 7, erase=0.5), augment(x, 7, erase=0.5))
-    assert not torch.equal(augment(x, 7), augment(x, 8))
-    assert augment(x, 7).shape == x.shape
+def test_augment_is_keyed_per_image():
+    x = torch.randn(3, 8, 8)
+    aug = Augment(pad=2, flip=True, erase=0.5)
+    assert torch.equal(aug(x, 7), aug(x, 7))
+    assert any(not torch.equal(aug(x, 7), aug(x, k)) for k in range(8, 12))
+    assert aug(x, 7).shape == x.shape
+    assert torch.equal(Augment()(x, 7), x)
