@@ -47,3 +47,7 @@ class RecipeError(CapdistError):
 
 class RunFinished(CapdistError):
     """``--resume`` on a run that already finished: nothing to do, nothing changed."""
+
+
+class SurgeryError(CapdistError):
+    """Surgery produced a model that does not compute what the masked model computes."""

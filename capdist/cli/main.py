@@ -11,39 +11,52 @@ import warnings
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 
+import importlib  # noqa: E402
+
 import click  # noqa: E402
 
+from .. import __version__  # noqa: E402
 from ..errors import CapdistError, RunFinished  # noqa: E402
-from .inspect import inspect_cmd  # noqa: E402
-from .profile import profile_cmd  # noqa: E402
+
+# name -> (module, command object, one-line help shown by ``capdist --help`` without importing torch)
+COMMANDS = {
+    "demo": ("demo", "demo_cmd", "Train a small teacher on Fashion-MNIST and compress it to 35% of its FLOPs."),
+    "train": ("train", "train_cmd", "Train a retrieval model (CE + triplet) and report its test metrics."),
+    "eval": ("train", "eval_cmd", "Retrieval metrics of a trained or compressed model."),
+    "compress": ("compress", "compress_cmd", "Compress a trained retrieval model to a FLOPs target (CDD)."),
+    "prune": ("prune", "prune_cmd", "Baseline structured pruning to a FLOPs target, fine-tuned."),
+    "export": ("export", "export_cmd", "Export the embedding path to ONNX or TorchScript and check it."),
+    "report": ("report", "report_cmd", "One table and plots over many runs; --retime times them side by side."),
+    "inspect": ("inspect", "inspect_cmd", "Which channel groups get compactors, of which kind, and why not."),
+    "profile": ("profile", "profile_cmd", "Params, FLOPs (fvcore vs thop) and latency of a model."),
+    "losses": ("losses", "losses_cmd", "The distillation losses capdist offers."),
+    "bench": ("bench", "bench_cmd", "CDD vs baseline pruners at equal FLOPs and training budget."),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Imports a command's module (and torch) only when that command runs or shows its help."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, _, summary) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="capdist")
 def cli() -> None:
     """capdist: compress image-retrieval models with Capacity Dynamic Distillation."""
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="torch_pruning")
-
-
-cli.add_command(inspect_cmd)
-cli.add_command(profile_cmd)
-
-
-def _register_optional() -> None:
-    from .bench import bench_cmd
-    from .compress import compress_cmd
-    from .demo import demo_cmd
-    from .export import export_cmd
-    from .losses import losses_cmd
-    from .prune import prune_cmd
-    from .report import report_cmd
-    from .train import eval_cmd, train_cmd
-
-    for cmd in (demo_cmd, train_cmd, eval_cmd, losses_cmd, compress_cmd, export_cmd, prune_cmd, report_cmd, bench_cmd):
-        cli.add_command(cmd)
-
-
-_register_optional()
 
 
 def _log_to_stderr() -> None:

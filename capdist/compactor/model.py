@@ -60,6 +60,11 @@ class ChannelGroup:
         kept = torch.as_tensor(kept, dtype=torch.bool)
         if kept.numel() != self.channels:
             raise ValueError(f"mask for group {self.name} needs {self.channels} entries")
+        tiles = kept.reshape(self.spec.unit_size, self.spec.period)
+        if self.spec.unit_size > 1 and not bool((tiles == tiles[0]).all()):
+            raise ValueError(f"mask for group {self.name} splits a pruning unit: its {self.spec.unit_size} conv groups "
+                             f"must keep the same channels (channel c and c + {self.spec.period} together); build it "
+                             "with units_to_mask")
         for c in self.compactors:
             c.mask.copy_(kept.to(c.mask.device))
 
@@ -138,7 +143,9 @@ class CompactorModel:
         """Group lasso ``lambda * sum_j ||Q_j||`` (joint norm over a coupled group).
 
         Adding it to the loss is optional: :meth:`reset_gradients` produces the
-        same gradient either way.
+        same gradient either way. It learns which by a hook on the returned tensor that
+        fires only when a backward pass goes through it, so computing the penalty just to log
+        it changes nothing.
         """
         lam = self.config.penalty
         terms = []
@@ -147,21 +154,30 @@ class CompactorModel:
             terms.append(sq.clamp_min(1e-24).sqrt().sum())
         if not terms:
             return torch.zeros(())
-        if torch.is_grad_enabled():
-            self._penalty_in_graph = True
-        return lam * torch.stack([t.to(terms[0].device) for t in terms]).sum()
+        total = lam * torch.stack([t.to(terms[0].device) for t in terms]).sum()
+        if total.requires_grad:
+            total.register_hook(self._penalty_backpropagated)
+        return total
+
+    def _penalty_backpropagated(self, grad: torch.Tensor) -> torch.Tensor:
+        self._penalty_in_graph = True
+        return grad
 
     @torch.no_grad()
-    def reset_gradients(self) -> None:
+    def reset_gradients(self, penalty_in_loss: bool | None = None) -> None:
         """Gradient resetting: ``grad(Q_j) <- m_j * dL_task/dQ_j + lambda * Q_j / ||Q_j||``.
 
         Call after backward (after DDP's all-reduce) and before ``optimizer.step``.
         Works whether or not :meth:`penalty` was part of the loss. Masked rows use
         ``config.masked_penalty`` when it is set.
+
+        Args:
+            penalty_in_loss: whether the last backward pass went through :meth:`penalty`
+                (None: as observed by the penalty's hook since the previous call).
         """
         lam = self.config.penalty
         lam_masked = lam if self.config.masked_penalty is None else self.config.masked_penalty
-        in_graph = self._penalty_in_graph
+        in_graph = self._penalty_in_graph if penalty_in_loss is None else penalty_in_loss
         self._penalty_in_graph = False
         for g in self.groups:
             sq = sum(c.row_sq_norms() for c in g.compactors)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, SurgeryError
 from .graph import TracedModel
 from .layers import compactor_of, uninstall
 from .model import ChannelGroup, CompactorModel
@@ -64,6 +64,9 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, new)
+
+
+EQUIVALENCE_TOLERANCE = 1e-3
 
 
 def removed_channels(cm: CompactorModel, group: ChannelGroup, threshold: float) -> list[int]:
@@ -137,8 +140,8 @@ def _prune(model: nn.Module, plan: dict) -> None:
             group.prune()
 
 
-def surgery(cm: CompactorModel, example_inputs=None, threshold: float | None = None
-            ) -> SurgeryResult:
+def surgery(cm: CompactorModel, example_inputs=None, threshold: float | None = None,
+            tolerance: float | None = EQUIVALENCE_TOLERANCE) -> SurgeryResult:
     """Fold every compactor away and physically remove masked and dead channels.
 
     Args:
@@ -146,6 +149,11 @@ def surgery(cm: CompactorModel, example_inputs=None, threshold: float | None = N
         example_inputs: inputs on which equivalence is measured (default: the ones
             used to attach; pass real data for a meaningful figure).
         threshold: remove rows with a joint norm below this (default: config's 1e-5).
+        tolerance: largest accepted difference between the pruned and the masked model's
+            outputs, relative to the largest output (None: report it, never raise).
+
+    Raises:
+        SurgeryError: the pruned model differs from the masked one beyond ``tolerance``.
 
     Returns:
         A :class:`SurgeryResult`.
@@ -185,6 +193,10 @@ def surgery(cm: CompactorModel, example_inputs=None, threshold: float | None = N
         pruned = _outputs(model, inputs)
     diff = _max_diff(pruned, masked)
     scale = max(float(t.float().abs().max()) for t in masked) or 1.0
+    if tolerance is not None and diff / scale > tolerance:
+        raise SurgeryError(f"the pruned model's outputs differ from the masked model's by {diff / scale:.2e} of "
+                           f"their scale (tolerance {tolerance:g}): a mask or a layer that surgery cannot follow; "
+                           "run `capdist inspect` on the model, or pass tolerance=None to keep the result")
     return SurgeryResult(model=model, max_abs_diff=diff, rel_diff=diff / scale,
                          drift=_max_diff(masked, trained), plan=plan)
 

@@ -144,6 +144,9 @@ def open_folder(root: str, size: tuple[int, int], skip_bad: bool = False, cache:
     if not base.is_dir():
         raise DataError(f"dataset folder {base} does not exist")
     paths, labels, classes = _class_folder(base / "train", None)
+    if len(set(labels)) < 2:
+        raise DataError(f"{base / 'train'} has one class ({next(iter(classes))}); retrieval training needs at "
+                        "least two (one subfolder per class)")
     train = _image_set(paths, labels, [0] * len(labels), size, skip_bad, cache)
     if (base / "test").is_dir():
         p, lab, _ = _class_folder(base / "test", dict(classes))
@@ -217,6 +220,8 @@ def open_reid(root: str, size: tuple[int, int], skip_bad: bool = False, cache: b
     for train_dir, query_dir, gallery_dir in layouts.values():
         if (base / train_dir).is_dir():
             train, classes = _reid_dir(base / train_dir, size, skip_bad, True, cache)
+            if classes < 2:
+                raise DataError(f"{base / train_dir} has {classes} identity; re-ID training needs at least two")
             query, _ = _reid_dir(base / query_dir, size, skip_bad, False, cache)
             gallery, _ = _reid_dir(base / gallery_dir, size, skip_bad, False, cache)
             return RetrievalData(f"reid:{root}", train, query, gallery, "reid", classes, (3, *size),

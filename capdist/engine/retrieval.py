@@ -14,6 +14,7 @@ from torch import nn
 
 from ..benchmarks.retrieval_metrics import evaluate
 from ..data import RetrievalData, open_dataset
+from ..errors import UnsupportedModel
 from ..io.atomic import prepare_out_dir
 from ..io.run_dir import save_run
 from ..models import RetrievalNet, embed
@@ -71,6 +72,9 @@ def evaluate_models(query_model: nn.Module, data: RetrievalData, gallery_model: 
         g = q
     else:
         g = encode(gallery_model or query_model, data.gallery, device=device, workers=workers, flip=flip)
+    if q.shape[1] != g.shape[1]:
+        raise UnsupportedModel(f"the query model's embeddings have {q.shape[1]} dimensions and the gallery "
+                               f"model's {g.shape[1]}; asymmetric retrieval needs one embedding space")
     qs, gs = data.query, data.gallery
     return evaluate(q, qs.pids, g, gs.pids, qs.camids, gs.camids, protocol=data.protocol,
                     same_set=data.leave_one_out)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import pickle
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,15 +190,20 @@ class Trainer:
         if not path.is_file():
             return False
         try:
-            state = torch.load(path, map_location=self.ctx.device, weights_only=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location=self.ctx.device, weights_only=True)
+            if not isinstance(state, dict) or "step" not in state:
+                raise KeyError("not a capdist training checkpoint")
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scaler.load_state_dict(state["scaler"])
             for k, obj in self.stateful.items():
                 obj.load_state_dict(state["extra"][k])
-        except (RuntimeError, KeyError, EOFError) as exc:
-            raise CheckpointError(f"cannot resume from {path}: {str(exc).splitlines()[0][:160]}; "
-                                  "remove it to start over") from None
+        except (RuntimeError, KeyError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+                pickle.UnpicklingError) as exc:
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"cannot resume from {path}: {reason}; remove it to start over") from None
         self.step = int(state["step"])
         log = self.out / "metrics.jsonl"
         if self.ctx.is_main and log.is_file():

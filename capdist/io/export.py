@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import CapdistError
+from .atomic import RUN_MARKERS
 from .run_dir import load_retrieval, read_config
 
 
@@ -91,6 +92,12 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
     if suffix is None:
         raise ExportError(f"unknown export format '{fmt}' (onnx or torchscript)")
     path = Path(out) if out else run / f"model{suffix}"
+    if path.is_dir():
+        raise ExportError(f"--out {path} is a directory; name the file to write, e.g. {path / ('model' + suffix)}")
+    if path.resolve().parent == run.resolve() and path.name in RUN_MARKERS + ("plan.json", "sample.safetensors"):
+        raise ExportError(f"--out {path} would overwrite the run's own {path.name}; choose another file name")
+    if not path.parent.is_dir():
+        raise ExportError(f"the folder of --out {path} does not exist; create it first")
     fixed_batch = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

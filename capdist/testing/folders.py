@@ -35,7 +35,7 @@ def _source(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def write_reid_folder(root: str | Path, train_ids: int = 8, test_ids: int = 4, per_id: int = 6,
                       size: tuple[int, int] = (32, 16), source: str = "digits", seed: int = 0,
-                      query_per_id: int = 1, cameras: int = 2) -> Path:
+                      query_per_id: int = 1, cameras: int = 2, train_images: int | None = None) -> Path:
     """Write a Market-1501-style folder of JPEGs under ``root`` and return its path.
 
     Args:
@@ -47,6 +47,8 @@ def write_reid_folder(root: str | Path, train_ids: int = 8, test_ids: int = 4, p
         seed: picks the images and tints.
         query_per_id: query images per test identity.
         cameras: camera ids cycle through ``c1..cN``; a query and its gallery matches differ in camera.
+        train_images: total training images, spread over the training identities (overrides
+            ``per_id`` for them; Market-1501 has 12,936 over 751).
     """
     from PIL import Image
 
@@ -58,6 +60,8 @@ def write_reid_folder(root: str | Path, train_ids: int = 8, test_ids: int = 4, p
     for pid in range(1, train_ids + test_ids + 1):
         test = pid > train_ids
         n = per_id + (query_per_id if test else 0)
+        if train_images and not test:
+            n = train_images // train_ids + (pid <= train_images % train_ids)
         pool = by_class[pid % len(by_class)]
         tint = rng.uniform(0.35, 1.0, size=3)
         for j, idx in enumerate(rng.choice(pool, size=n, replace=len(pool) < n)):

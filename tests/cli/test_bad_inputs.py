@@ -109,3 +109,123 @@ def test_recipe_may_not_run_python(tmp_path, capsys, monkeypatch):
     code, lines = _run(["train", "--config", str(path), "--out", str(tmp_path / "out")], capsys, monkeypatch)
     assert code == 2 and len(lines) == 1 and "not valid YAML" in lines[0], lines
     assert not marker.exists()
+
+
+def _png_claiming(path, width, height):
+    """A valid PNG whose header claims ``width x height`` pixels (a decompression bomb's header)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(path)
+    raw = bytearray(path.read_bytes())
+    ihdr = raw[12:29]
+    ihdr[4:12] = struct.pack(">II", width, height)
+    raw[12:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)) & 0xFFFFFFFF)
+    path.write_bytes(bytes(raw))
+
+
+def _image(path):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (8, 8), (120, 30, 200)).save(path)
+
+
+def _one_class(tmp):
+    for split in ("train", "test"):
+        for i in range(3):
+            _image(tmp / "f" / split / "only" / f"{i}.png")
+    return ["train", "--model", "tiny_resnet", "--data", f"folder:{tmp / 'f'}"], "has one class", []
+
+
+def _msmt_bad_id(tmp):
+    base = tmp / "msmt"
+    _image(base / "train" / "0001" / "0001_011_01_0303morning_0015_0.jpg")
+    (base / "list_train.txt").write_text("0001/0001_011_01_0303morning_0015_0.jpg abc\n")
+    return ["train", "--model", "tiny_resnet", "--data", f"reid:{base}"], "malformed line", []
+
+
+def _bomb(tmp):
+    for split, name in (("train", "a"), ("train", "b"), ("test", "a")):
+        _image(tmp / "f" / split / name / "ok.png")
+    _png_claiming(tmp / "f" / "train" / "b" / "huge.png", 20000, 20000)
+    return ["train", "--model", "tiny_resnet", "--data", f"folder:{tmp / 'f'}"], "DecompressionBombError", []
+
+
+def _run_dir(tmp, width=8, embed_dim=None):
+    run = tmp / f"run{width}-{embed_dim}"
+    net = RetrievalNet("tiny_resnet", num_classes=10, embed_dim=embed_dim, backbone_kwargs={"width": width})
+    save_run(run, net, {"model": net.spec, "image_shape": [3, 16, 16], "data": "digits"})
+    return run
+
+
+def _resume_random_checkpoint(tmp):
+    out = tmp / "cut"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("")
+    (out / "checkpoint.pt").write_bytes(bytes(range(256)) * 8)
+    return (["train", "--model", "tiny_resnet", "--data", "digits", "--out", str(out), "--resume"],
+            "cannot resume from", [out / "checkpoint.pt"])
+
+
+class _Evil:
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = "/tmp/capdist-test-pickle-ran"
+
+
+def _resume_malicious_checkpoint(tmp):
+    import pickle
+
+    out = tmp / "cut"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text("")
+    (out / "checkpoint.pt").write_bytes(pickle.dumps({"step": 1, "model": _Evil()}))
+    return (["train", "--model", "tiny_resnet", "--data", "digits", "--out", str(out), "--resume"],
+            "cannot resume from", [out / "checkpoint.pt"])
+
+
+def _export_over_weights(tmp):
+    run = _run_dir(tmp)
+    return (["export", str(run), "--format", "onnx", "--out", str(run / "model.safetensors")],
+            "would overwrite the run's own model.safetensors", [run / "model.safetensors"])
+
+
+def _export_missing_folder(tmp):
+    run = _run_dir(tmp)
+    return ["export", str(run), "--format", "onnx", "--out", str(tmp / "nope" / "m.onnx")], "does not exist", []
+
+
+def _gallery_other_width(tmp):
+    query, gallery = _run_dir(tmp, embed_dim=16), _run_dir(tmp, embed_dim=32)
+    return (["eval", "--model", str(query), "--gallery-model", str(gallery), "--data", "digits"],
+            "one embedding space", [])
+
+
+FILE_CASES = [_one_class, _msmt_bad_id, _bomb, _resume_random_checkpoint, _resume_malicious_checkpoint,
+              _export_over_weights, _export_missing_folder, _gallery_other_width]
+
+
+@pytest.mark.parametrize("case", FILE_CASES, ids=[c.__name__.lstrip("_") for c in FILE_CASES])
+def test_bad_file_is_one_line_exit_2_and_changes_nothing(tmp_path, capsys, monkeypatch, case):
+    import os
+
+    args, message, kept = case(tmp_path)
+    if args[0] == "train" and "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "out")]
+    before = {p: p.read_bytes() for p in kept}
+    if os.path.exists(MARKER):
+        os.unlink(MARKER)
+    code, lines = _run(args, capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("error:") and message in lines[0], lines
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert not os.path.exists(MARKER)
+    assert not (tmp_path / "out").exists()

@@ -42,3 +42,26 @@ def test_profile_json():
     assert out.exit_code == 0, out.output
     r = json.loads(out.output)
     assert r["fvcore_flops"] > 0 and len(r["latency"]) == 2
+
+
+def test_top_level_help_and_version_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom capdist.cli.main import main\nsys.argv = ['capdist', '{}']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    for flag in ("--help", "--version"):
+        proc = subprocess.run([sys.executable, "-c", code.format(flag)], capture_output=True, text=True)
+        assert proc.stdout.strip().splitlines()[-1] == "False", proc.stdout + proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "capdist", "--version"], capture_output=True, text=True)
+    from capdist import __version__
+
+    assert proc.returncode == 0 and proc.stdout.strip() == f"capdist, version {__version__}"
+
+
+def test_every_listed_command_resolves_to_itself():
+    from capdist.cli.main import COMMANDS
+
+    for name in COMMANDS:
+        command = cli.get_command(None, name)
+        assert command is not None and command.name == name

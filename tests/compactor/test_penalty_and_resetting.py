@@ -29,8 +29,9 @@ def test_penalty_is_lambda_times_sum_of_joint_row_norms():
     assert coupled, "scope=all must give residual groups with several compactors"
 
 
-@pytest.mark.parametrize("penalty_in_loss", [False, True])
+@pytest.mark.parametrize("penalty_in_loss", [False, True, "logged only"])
 def test_reset_gradients_formula(penalty_in_loss):
+    """The same gradient with the penalty in the loss, out of it, or computed only to be logged."""
     net, cm = _setup(lam=0.1)
     g = max(cm.groups, key=lambda g: len(g.compactors))
     keep = torch.ones(g.channels, dtype=torch.bool)
@@ -39,7 +40,10 @@ def test_reset_gradients_formula(penalty_in_loss):
     x = torch.randn(4, 1, 8, 8)
     task = net(x).pow(2).mean()
     task_grads = torch.autograd.grad(task, [c.weight for c in g.compactors], retain_graph=True)
-    loss = task + cm.penalty() if penalty_in_loss else task
+    if penalty_in_loss == "logged only":
+        logged = float(cm.penalty())
+        assert logged > 0
+    loss = task + cm.penalty() if penalty_in_loss is True else task
     loss.backward()
     cm.reset_gradients()
     norms = _joint_norms(g)

@@ -3,10 +3,12 @@
 import pytest
 import torch
 import torchvision
+from torch import nn
 
 from capdist.compactor import CompactorConfig, attach, replay, surgery
 from capdist.compactor.cost import fvcore_by_module
 from capdist.compactor.layers import COMPACTOR_TYPES
+from capdist.errors import SurgeryError
 from capdist.testing import TinyMobileNet, TinyResNet
 
 MODELS = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0",
@@ -92,3 +94,49 @@ def test_surgery_outputs_equal_masked_model_with_real_masks_zeroed():
             c.weight.mul_(c.mask.view(-1, 1, 1, 1).float())
         masked = model.eval()(x)
         assert torch.allclose(res.model(x), masked, atol=1e-5)
+
+
+class _Grouped(nn.Module):
+    """conv + BN feeding a 2-group conv: its input channels are pruned in units (c, c + 4)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5))
+
+    def forward(self, x):
+        return self.head(self.b(self.a(x)))
+
+
+def _grouped_cm():
+    torch.manual_seed(0)
+    cm = attach(_Grouped().eval(), torch.randn(1, 3, 8, 8), CompactorConfig(scope="all"))
+    group = next(g for g in cm.groups if g.spec.unit_size > 1)
+    return cm, group
+
+
+def test_set_mask_refuses_a_mask_that_splits_a_grouped_conv_unit():
+    cm, group = _grouped_cm()
+    split = torch.ones(group.channels, dtype=torch.bool)
+    split[0] = False                        # channel 0 without its partner in the other conv group
+    with pytest.raises(ValueError, match="splits a pruning unit"):
+        group.set_mask(split)
+    units = torch.ones(group.spec.period, dtype=torch.bool)
+    units[0] = False
+    group.set_mask(group.units_to_mask(units))
+    assert int((~group.mask).sum()) == group.spec.unit_size
+
+
+def test_surgery_raises_when_its_result_differs_from_the_masked_model():
+    cm, group = _grouped_cm()
+    with torch.no_grad():
+        for c in cm.compactors():
+            c.weight.mul_(torch.rand(c.weight.shape[0]).view(-1, *([1] * (c.weight.dim() - 1))) + 0.5)
+        for c in group.compactors:          # what set_mask refuses, written behind its back
+            c.mask[0] = False
+    x = torch.randn(4, 3, 8, 8)
+    with pytest.raises(SurgeryError, match="differ from the masked model"):
+        surgery(cm, x)
+    kept = surgery(cm, x, tolerance=None)
+    assert kept.rel_diff > 1e-3
