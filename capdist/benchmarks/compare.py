@@ -83,11 +83,10 @@ def _plot(rows: list[dict], teacher: dict, cost: str, label: str, path: Path, fr
     ax.set_xlabel(label)
     ax.set_ylabel("mAP (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title("circled: Pareto front")
-    fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
 

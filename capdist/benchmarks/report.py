@@ -56,32 +56,72 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_accuracy_vs_flops(rows: list[dict], path: str | Path, title: str) -> None:
-    """mAP (symmetric, and asymmetric where present) against FLOPs, one point per model."""
-    import io
-
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", pad_inches=0.15)
+    _pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_accuracy_vs_flops(rows: list[dict], path: str | Path, title: str) -> None:
+    """mAP (symmetric, and asymmetric where present) against FLOPs, one point per model; the title
+    wraps and the axes leave room for the labels, so nothing is cut."""
+    import textwrap
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         x = r["flops"] / 1e9
         ax.scatter(x, 100 * r["symmetric"]["mAP"], marker="o")
-        ax.annotate(r["name"], (x, 100 * r["symmetric"]["mAP"]), fontsize=7, xytext=(3, 3),
+        ax.annotate(textwrap.fill(r["name"], 28), (x, 100 * r["symmetric"]["mAP"]), fontsize=7, xytext=(4, 3),
                     textcoords="offset points")
         if r.get("asymmetric"):
             ax.scatter(x, 100 * r["asymmetric"]["mAP"], marker="x", color="gray")
+    ax.margins(x=0.35, y=0.12)
     ax.set_xlabel("GFLOPs (fvcore, one image)")
     ax.set_ylabel("mAP (%)  o: own gallery, x: teacher gallery")
-    ax.set_title(title)
+    ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    _save(fig, path)
+
+
+def plot_mask_history(attribution: dict, target: float, path: str | Path) -> None:
+    """FLOPs over training under the retrieval schedule, with the reduction split into what
+    retrieval guidance masked and what the norm top-up masked (CDD's RGGR, CVPR 2023)."""
+    history = attribution.get("history") or []
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if history:
+        steps = [h["step"] for h in history]
+        retrieval = [100 * h["retrieval"] for h in history]
+        norm = [100 * h["norm"] for h in history]
+        left = [100 - a - b for a, b in zip(retrieval, norm, strict=True)]
+        ax.stackplot(steps, left, retrieval, norm, labels=["FLOPs kept", "removed by retrieval guidance",
+                                                           "removed by norm top-up"],
+                     colors=["#9ecae1", "#31a354", "#fd8d3c"], alpha=0.85)
+        ax.plot(steps, [100 * h["flops"] for h in history], color="black", lw=1, label="FLOPs after the update")
+    ax.axhline(100 * target, color="red", ls="--", lw=1, label=f"target {target:.0%}")
+    share = attribution.get("share_of_target", {})
+    ax.set_title(f"mask updates ({attribution.get('neighbours')}-ranked neighbours, k={attribution.get('k')}): "
+                 f"retrieval reached {100 * share.get('retrieval', 0):.0f}% of the target's reduction, "
+                 f"norm top-up {100 * share.get('norm', 0):.0f}%", fontsize=8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("% of the teacher's FLOPs")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+    _save(fig, path)
 
 
 def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> None:
@@ -90,6 +130,14 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
     atomic_write_json(out / "report.json", {"models": rows, **extra})
     lines = [f"# {title}", "", markdown_table(rows), ""]
     for key, value in extra.items():
-        lines.append(f"- {key}: {value}")
+        if key == "rggr":
+            removed, share, units = value["flops_removed"], value["share_of_target"], value["units"]
+            lines.append(f"- rggr ({value['neighbours']}-ranked neighbours, k={value['k']}): retrieval guidance "
+                         f"masked {units['retrieval']['total']} units and removed {removed['retrieval']:.1%} of the "
+                         f"FLOPs ({share['retrieval']:.0%} of the target's reduction); the norm top-up masked "
+                         f"{units['norm']['total']} units, {removed['norm']:.1%} ({share['norm']:.0%}); per group in "
+                         "report.json, over training in mask_schedule.png")
+        else:
+            lines.append(f"- {key}: {value}")
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
     plot_accuracy_vs_flops(rows, out / "accuracy_vs_flops.png", title)

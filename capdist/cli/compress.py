@@ -31,6 +31,11 @@ from .options import check_batch, check_device, data_options, model_source_optio
               help="Fraction of training by which the masks reach the target.")
 @click.option("--mask-ratio", default=0.5, type=click.FloatRange(0, 1, min_open=True, max_open=True), show_default=True,
               help="Low-contribution fraction (retrieval).")
+@click.option("--rggr-neighbours", type=click.Choice(["student", "teacher"]), default="student", show_default=True,
+              help="Retrieval schedule's neighbour search: the student feature ranks the teacher bank (ours), or the "
+                   "teacher feature ranks a bank holding the batch (the authors' code).")
+@click.option("--rggr-k", type=click.IntRange(min=1), default=None,
+              help="Neighbours per sample (default: 5 student-ranked, 2 teacher-ranked as the authors use).")
 @click.option("--penalty", default=4e-3, type=click.FloatRange(min=0), show_default=True, help="Group-lasso strength.")
 @click.option("--round-to", default=1, type=click.IntRange(min=1), show_default=True,
               help="Kept widths are multiples of this.")
@@ -52,9 +57,9 @@ from .options import check_batch, check_device, data_options, model_source_optio
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,
-                 scope, epochs, mask_warmup, mask_until, mask_ratio, penalty, round_to, min_ratio, feature_loss,
-                 distill, finetune_epochs, student, student_weights, train_subset, test_subset, batch_size, lr,
-                 seed, device, resume, overwrite, recipe, **data_kw) -> None:
+                 scope, epochs, mask_warmup, mask_until, mask_ratio, rggr_neighbours, rggr_k, penalty, round_to,
+                 min_ratio, feature_loss, distill, finetune_epochs, student, student_weights, train_subset,
+                 test_subset, batch_size, lr, seed, device, resume, overwrite, recipe, **data_kw) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
     if distill:
         from ..distill import parse_spec
@@ -64,8 +69,9 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
     check_batch(batch_size, settings["instances"])
     dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
-                         mask_until=mask_until, ratio=mask_ratio, penalty=penalty, round_to=round_to,
-                         min_ratio=min_ratio, feature_loss=feature_loss, distill=distill,
+                         mask_until=mask_until, ratio=mask_ratio, neighbours=rggr_neighbours, k=rggr_k,
+                         penalty=penalty, round_to=round_to, min_ratio=min_ratio, feature_loss=feature_loss,
+                         distill=distill,
                          finetune_epochs=finetune_epochs,
                          train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5,
                                            **settings))

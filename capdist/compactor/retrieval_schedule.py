@@ -17,6 +17,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -24,9 +26,11 @@ import torch.nn.functional as F
 from .model import ChannelGroup, CompactorModel
 from .schedule import check_target
 
+log = logging.getLogger("capdist")
+
 
 def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, ratio: float,
-                           period: int) -> torch.Tensor:
+                           period: int, rank_by: torch.Tensor | None = None) -> torch.Tensor:
     """Units whose contribution is in the lowest ``ratio`` for every query and every neighbour.
 
     Args:
@@ -35,14 +39,17 @@ def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, rati
         k: neighbours per query.
         ratio: fraction of units counted as low.
         period: channels per tile (units are ``{b + j*period}``).
+        rank_by: (B, C) features that choose the neighbours (the batch's teacher features in
+            the authors' search); default: ``query``.
 
     Returns:
         Bool tensor of length ``period``: True = always low.
     """
     q = F.normalize(query.float(), dim=1)
     g = F.normalize(bank.to(query.device).float(), dim=1)
+    r = q if rank_by is None else F.normalize(rank_by.to(query.device).float(), dim=1)
     k = min(k, len(g))
-    nbr = (q @ g.T).topk(k, dim=1).indices                       # B x k
+    nbr = (r @ g.T).topk(k, dim=1).indices                       # B x k
     contrib = (q.unsqueeze(1) * g[nbr]).abs()                    # B x k x C
     contrib = contrib.view(*contrib.shape[:2], -1, period).sum(2)  # B x k x units
     n_low = int(ratio * period)
@@ -51,6 +58,9 @@ def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, rati
     low_idx = contrib.argsort(dim=2)[..., :n_low]                 # B x k x n_low
     low = torch.zeros_like(contrib, dtype=torch.bool).scatter_(2, low_idx, True)
     return low.flatten(0, 1).all(0)
+
+
+NEIGHBOUR_SEARCHES = ("student", "teacher")
 
 
 class RetrievalSchedule:
@@ -68,11 +78,21 @@ class RetrievalSchedule:
             ``warmup`` and ``deadline`` the allowed FLOPs fall linearly from 100% to the
             target; when retrieval guidance has not masked enough by then, the weakest
             rows by norm are added, a few at a time, so they still have time to decay.
+        neighbours: ``"student"`` (the student feature ranks a bank without the batch) or
+            ``"teacher"`` (the authors' search: the teacher feature ranks a bank that already
+            holds the batch, so the first neighbour is the sample's own teacher feature).
     """
 
     def __init__(self, cm: CompactorModel, target: float, warmup: int = 0, interval: int = 1, k: int = 5,
-                 ratio: float = 0.5, bank_size: int = 1024, deadline: int | None = None) -> None:
+                 ratio: float = 0.5, bank_size: int = 1024, deadline: int | None = None,
+                 neighbours: str = "student") -> None:
+        if neighbours not in NEIGHBOUR_SEARCHES:
+            raise ValueError(f"unknown neighbour search '{neighbours}' ({' or '.join(NEIGHBOUR_SEARCHES)})")
         check_target(cm, target)
+        self.neighbours = neighbours
+        self.masked_by = {source: {g.name: 0 for g in cm.groups} for source in ("retrieval", "norm")}
+        self.saved = {"retrieval": 0.0, "norm": 0.0}
+        self.history: list[dict] = []
         self.cm = cm
         self.target = target
         self.warmup = warmup
@@ -85,11 +105,51 @@ class RetrievalSchedule:
         self.banks: dict[str, torch.Tensor] = {}
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps, "banks": {k: v.clone() for k, v in self.banks.items()}}
+        return {"steps": self.steps, "banks": {k: v.clone() for k, v in self.banks.items()},
+                "masked_by": {s: torch.tensor([n[g.name] for g in self.cm.groups]) for s, n in self.masked_by.items()},
+                "saved": torch.tensor([self.saved["retrieval"], self.saved["norm"]], dtype=torch.float64),
+                "history": torch.tensor([[h["step"], h["flops"], h["retrieval"], h["norm"]] for h in self.history],
+                                        dtype=torch.float64).reshape(-1, 4)}
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state["steps"])
         self.banks = {k: v.clone() for k, v in state["banks"].items()}
+        for source, counts in state.get("masked_by", {}).items():
+            self.masked_by[source] = {g.name: int(n) for g, n in zip(self.cm.groups, counts.tolist(), strict=True)}
+        if "saved" in state:
+            self.saved = dict(zip(("retrieval", "norm"), state["saved"].tolist(), strict=True))
+        self.history = [{"step": int(r[0]), "flops": r[1], "retrieval": r[2], "norm": r[3]}
+                        for r in state.get("history", torch.zeros(0, 4)).tolist()]
+
+    def attribution(self) -> dict:
+        """What retrieval guidance and the norm top-up each masked: units per group and in total,
+        the FLOPs each removed (as fractions of the original and of the reduction the target
+        asks for), and the FLOPs after every mask update."""
+        wanted = max(1e-12, 1.0 - self.target)
+        return {"neighbours": self.neighbours, "k": self.k, "ratio": self.ratio,
+                "units": {s: {"total": sum(n.values()), "per_group": dict(n)} for s, n in self.masked_by.items()},
+                "flops_removed": {s: round(v, 6) for s, v in self.saved.items()},
+                "share_of_target": {s: round(v / wanted, 4) for s, v in self.saved.items()},
+                "history": [dict(h) for h in self.history]}
+
+    def _tracked(self, source: str, fn, *args) -> None:
+        """Run a masking step and count what it masked under ``source``."""
+        before = {g.name: int(g.kept_units().sum()) for g in self.cm.groups}
+        flops = self.cm.flops()
+        fn(*args)
+        for g in self.cm.groups:
+            self.masked_by[source][g.name] += before[g.name] - int(g.kept_units().sum())
+        self.saved[source] += (flops - self.cm.flops()) / self.cm.original_flops
+
+    def _record(self) -> None:
+        entry = {"step": self.steps, "flops": self.cm.flops() / self.cm.original_flops,
+                 "retrieval": self.saved["retrieval"], "norm": self.saved["norm"]}
+        if not self.history or (entry["flops"], entry["norm"]) != (self.history[-1]["flops"],
+                                                                    self.history[-1]["norm"]):
+            log.info("masks at step %d: %.1f%% of the FLOPs; removed by retrieval guidance %.1f%%, by norm "
+                     "top-up %.1f%%", entry["step"], 100 * entry["flops"], 100 * entry["retrieval"],
+                     100 * entry["norm"])
+        self.history.append(entry)
 
     def _budget(self) -> float:
         return self.target * self.cm.original_flops * (1 + 1e-9)
@@ -104,21 +164,30 @@ class RetrievalSchedule:
     def observe(self, student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> bool:
         """Feed one batch of pooled features (group name -> (B, C)); update masks when due.
 
-        The bank is updated after the batch's queries are scored, so a sample never finds
-        its own teacher feature. Returns True if masks were updated.
+        With ``neighbours="student"`` the bank is updated after the batch's queries are scored,
+        so a sample never finds its own teacher feature; with ``"teacher"`` before, and the
+        teacher features rank it. Returns True if masks were updated.
         """
         self.steps += 1
+        official = self.neighbours == "teacher"
+        if official:
+            self._push_all(teacher)
         due = self.steps >= self.warmup and (self.steps - self.warmup) % self.interval == 0
         if due:
-            self.update(student)
+            self.update(student, teacher if official else None)
             if self.deadline is not None:
                 span = max(1, self.deadline - self.warmup)
                 progress = min(1.0, (self.steps - self.warmup) / span)
                 self.top_up(1.0 - (1.0 - self.target) * progress)
+            self._record()
+        if not official:
+            self._push_all(teacher)
+        return due
+
+    def _push_all(self, teacher: dict[str, torch.Tensor]) -> None:
         for g in self.cm.groups:
             if g.name in teacher:
                 self._push(g.name, teacher[g.name])
-        return due
 
     def _kept_units(self, group: ChannelGroup) -> torch.Tensor:
         return group.kept_units()
@@ -133,15 +202,22 @@ class RetrievalSchedule:
         group.set_mask(group.units_to_mask(kept_units))
 
     @torch.no_grad()
-    def update(self, student: dict[str, torch.Tensor]) -> None:
-        """Mask the always-low units of every group, weakest first, until the FLOPs cap is reached."""
+    def update(self, student: dict[str, torch.Tensor], rank_by: dict[str, torch.Tensor] | None = None) -> None:
+        """Mask the always-low units of every group, weakest first, until the FLOPs cap is reached.
+
+        ``rank_by`` (group name -> (B, C) teacher features) chooses the neighbours instead of the
+        student features (the authors' search)."""
+        self._tracked("retrieval", self._update, student, rank_by or {})
+
+    def _update(self, student: dict[str, torch.Tensor], rank_by: dict[str, torch.Tensor]) -> None:
         for g in self.cm.groups:
             if self.cm.flops() <= self._budget():
                 return
             bank = self.banks.get(g.name)
             if bank is None or g.name not in student or len(bank) == 0:
                 continue
-            low = low_contribution_units(student[g.name], bank, self.k, self.ratio, g.spec.period).cpu()
+            low = low_contribution_units(student[g.name], bank, self.k, self.ratio, g.spec.period,
+                                         rank_by.get(g.name)).cpu()
             kept_units = self._kept_units(g)
             fresh = torch.zeros_like(kept_units)
             floor = self.cm.min_units(g)
@@ -159,6 +235,9 @@ class RetrievalSchedule:
     def top_up(self, fraction: float | None = None) -> None:
         """Reach ``fraction`` (default: the target) of the original FLOPs by norm ranking when
         retrieval guidance alone did not (masks only grow)."""
+        self._tracked("norm", self._top_up, fraction)
+
+    def _top_up(self, fraction: float | None) -> None:
         budget = self._budget() if fraction is None else fraction * self.cm.original_flops
         if self.cm.flops() <= budget:
             return

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..benchmarks.report import plot_mask_history
 from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
 from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
@@ -63,7 +64,11 @@ class CompressConfig:
             (mean over the last four stages of the MSE of pooled stage outputs).
         pooled_weight: weight of that feature loss (CDD: 0.5).
         distill: extra terms, e.g. ``"rkd_distance:25,fitnet:2@backbone.layer3"``.
-        k, ratio, bank_size: retrieval schedule neighbours, low fraction, bank length.
+        neighbours: the retrieval schedule's neighbour search: ``"student"`` (the student feature
+            ranks a bank without the batch) or ``"teacher"`` (the authors' code: the teacher feature
+            ranks a bank that holds the batch, so the sample finds itself first).
+        k: neighbours per sample (None: 5 for ``"student"``, 2 for ``"teacher"`` as the authors use).
+        ratio, bank_size: retrieval schedule low fraction and bank length.
         finetune_epochs: epochs of plain fine-tuning after surgery.
         latency_repeats: timed passes per latency figure in the report.
         train: optimizer, epochs, batch.
@@ -82,7 +87,8 @@ class CompressConfig:
     feature_loss: str = "block"
     pooled_weight: float = 0.5
     distill: str = ""
-    k: int = 5
+    neighbours: str = "student"
+    k: int | None = None
     ratio: float = 0.5
     bank_size: int = 1024
     finetune_epochs: int = 0
@@ -219,8 +225,10 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
         schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval, granularity=1,
                                 until=deadline)
     elif config.schedule == "retrieval":
-        schedule = RetrievalSchedule(cm, config.target_flops, warmup=warmup, interval=interval, k=config.k,
-                                     ratio=config.ratio, bank_size=config.bank_size, deadline=deadline)
+        k = config.k or (2 if config.neighbours == "teacher" else 5)
+        schedule = RetrievalSchedule(cm, config.target_flops, warmup=warmup, interval=interval, k=k,
+                                     ratio=config.ratio, bank_size=config.bank_size, deadline=deadline,
+                                     neighbours=config.neighbours)
     else:
         raise ValueError(f"unknown schedule '{config.schedule}' (retrieval or norm)")
     if warmup >= total:
@@ -270,6 +278,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
             schedule.update(limit=10**9)
     else:
         schedule.top_up()
+    attribution = schedule.attribution() if isinstance(schedule, RetrievalSchedule) else None
     for cap in (cap_s, cap_t, cap_pre):
         cap.remove()
     weights_used = {**task.weights(), f"cdd_{feature_loss}": config.pooled_weight, "penalty": config.penalty}
@@ -278,7 +287,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     report: dict = {}
     if ctx.is_main:
         report = _finish(cm, student, teacher, data, config, out, str(ctx.device), train_seconds,
-                         blocks or stages, data.name, weights_used, feature_loss)
+                         blocks or stages, data.name, weights_used, feature_loss, attribution)
     ctx.barrier()
     return report
 
@@ -319,7 +328,8 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
 
 
 def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, device: str, train_seconds: float,
-            feature_layers: list[str], data_spec: str, loss_weights: dict, feature_loss: str) -> dict:
+            feature_layers: list[str], data_spec: str, loss_weights: dict, feature_loss: str,
+            attribution: dict | None = None) -> dict:
     """Surgery, optional fine-tuning, evaluation and the output directory."""
     student.eval()
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
@@ -343,6 +353,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
         label += f" (round-to {config.round_to})"
     if config.feature_loss != CompressConfig.feature_loss:
         label += f" ({config.feature_loss} loss)"
+    if config.schedule == "retrieval" and config.neighbours != CompressConfig.neighbours:
+        label += f" ({config.neighbours}-ranked neighbours)"
     extra = {"method": label + (f" + {config.distill}" if config.distill else ""),
              "target_flops": config.target_flops, "penalty": config.penalty,
              "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
@@ -351,6 +363,9 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
              "surgery_max_abs_diff": res.max_abs_diff, "surgery_rel_diff": res.rel_diff,
              "masked_rows_drift": res.drift, "training_seconds": round(train_seconds, 1),
              "feature_loss": feature_loss, "distill_blocks": feature_layers, "loss_terms": loss_weights}
+    if attribution is not None:
+        extra["rggr"] = attribution
+        plot_mask_history(attribution, config.target_flops, out / "mask_schedule.png")
     settings = {"compress": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
     save_result(out, final, teacher, data, data_spec, res.plan, settings, rows, extra,
                 f"capdist compress: {config.schedule} schedule, scope {config.scope}, "

@@ -9,6 +9,7 @@ import torch
 
 from capdist.compactor import CompactorConfig, RetrievalSchedule, attach
 from capdist.compactor.cost import fvcore_by_module
+from capdist.compactor.retrieval_schedule import low_contribution_units
 from capdist.engine import TrainConfig
 from capdist.engine.compress import CompressConfig, compress
 from capdist.errors import CheckpointError, OutputExists, UnreachableTarget
@@ -40,8 +41,13 @@ def _config(schedule, scope, epochs=2):
 def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, scope):
     out = tmp_path / "out"
     report = compress(str(teacher_dir), None, "digits", _config(schedule, scope), out, train_subset=320)
-    assert {p.name for p in out.iterdir() if p.is_file()} == FILES
+    assert {p.name for p in out.iterdir() if p.is_file()} == FILES | ({"mask_schedule.png"} if schedule == "retrieval"
+                                                                      else set())
     rep = json.loads((out / "report.json").read_text())
+    if schedule == "retrieval":
+        shares = rep["rggr"]["share_of_target"]
+        assert rep["rggr"]["units"]["retrieval"]["total"] + rep["rggr"]["units"]["norm"]["total"] > 0
+        assert 0 <= shares["retrieval"] and 0 <= shares["norm"]
     names = [m["name"] for m in rep["models"]]
     assert names[0] == "teacher" and "compressed (after surgery)" in names
     final = rep["models"][-1]
@@ -127,6 +133,52 @@ def test_retrieval_masks_never_shrink_and_cap_holds():
             assert flops >= 0.8 * cm.original_flops * 0.9
     sched.top_up()
     assert cm.flops() <= 0.8 * cm.original_flops * 1.0001
+
+
+def test_teacher_ranked_search_finds_each_sample_itself_first():
+    """The authors' search: the batch's teacher features enter the bank, then rank it."""
+    gen = torch.Generator().manual_seed(3)
+    teacher = torch.randn(6, 10, generator=gen)
+    bank = torch.cat([torch.randn(20, 10, generator=gen), teacher])
+    student = torch.randn(6, 10, generator=gen)
+    # k = 1 with the sample's own teacher feature: the low units are those of |s * t| for that pair
+    got = low_contribution_units(student, bank, k=1, ratio=0.3, period=10, rank_by=teacher)
+    q, t = torch.nn.functional.normalize(student, dim=1), torch.nn.functional.normalize(teacher, dim=1)
+    lows = (q * t).abs().argsort(dim=1)[:, :3]
+    expected = torch.ones(10, dtype=torch.bool)
+    for row in lows:
+        keep = torch.zeros(10, dtype=torch.bool)
+        keep[row] = True
+        expected &= keep
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("neighbours", ["student", "teacher"])
+def test_attribution_splits_the_reduction_between_retrieval_guidance_and_norm_top_up(neighbours):
+    cm = _group_model()
+    start = cm.flops()
+    gen = torch.Generator().manual_seed(2)
+    sched = RetrievalSchedule(cm, target=0.4, warmup=1, interval=1, k=2, ratio=0.5, deadline=6,
+                              neighbours=neighbours)
+    with torch.no_grad():
+        for c in cm.compactors():
+            c.weight.mul_(torch.rand(c.weight.shape[0], generator=gen).view(-1, 1, 1, 1) + 0.1)
+    for _ in range(8):
+        feats = {g.name: torch.rand(8, g.channels, generator=gen) for g in cm.groups}
+        sched.observe(feats, {k: v * (torch.rand(v.shape[1], generator=gen) > 0.3) for k, v in feats.items()})
+    sched.top_up()
+    report = sched.attribution()
+    masked = {g.name: g.spec.period - int(g.kept_units().sum()) for g in cm.groups}
+    units = report["units"]
+    for name, n in masked.items():
+        assert units["retrieval"]["per_group"][name] + units["norm"]["per_group"][name] == n
+    removed = report["flops_removed"]
+    assert removed["retrieval"] + removed["norm"] == pytest.approx((start - cm.flops()) / cm.original_flops, abs=1e-5)
+    assert units["retrieval"]["total"] > 0 and report["neighbours"] == neighbours
+    assert [h["step"] for h in report["history"]] == list(range(1, 9))
+    restored = RetrievalSchedule(cm, target=0.4, k=2, ratio=0.5, neighbours=neighbours)
+    restored.load_state_dict(sched.state_dict())
+    assert restored.attribution() == report
 
 
 class _Interrupted(Exception):
