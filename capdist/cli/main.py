@@ -70,14 +70,14 @@ def _log_to_stderr() -> None:
         logger.setLevel(logging.INFO)
 
 
-def _one_line(exc: BaseException | str) -> str:
+def _one_line(exc: BaseException | str, limit: int | None = 300) -> str:
     """One line of an error message; an error re-raised from a loader worker keeps only its own line."""
     text = str(exc)
     if "Original Traceback" in text:
         last = [ln for ln in text.splitlines() if ln.strip()][-1]
         text = last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].endswith("Error") else last
     text = " ".join(text.split())
-    return text[:300] if text else type(exc).__name__
+    return (text[:limit] if limit else text) if text else type(exc).__name__
 
 
 def main() -> None:
@@ -108,7 +108,7 @@ def main() -> None:
         click.echo(f"capdist: {exc}", err=True)
         sys.exit(0)
     except CapdistError as exc:
-        click.echo(f"error: {_one_line(str(exc))}", err=True)
+        click.echo(f"error: {_one_line(str(exc), limit=None)}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -76,12 +76,13 @@ def test_empty_folder_and_bad_image_and_bad_names(tmp_path):
         open_dataset(f"folder:{tmp_path / 'empty'}")
     root = tmp_path / "bad"
     for split in ("train", "test"):
-        _img(root / split / "a" / "ok.png")
+        for name in ("a", "b"):
+            _img(root / split / name / "ok.png")
     (root / "train" / "a" / "broken.png").write_bytes(b"not an image")
     with pytest.raises(DataError, match="broken.png.*--skip-bad-images"):
         open_dataset(f"folder:{root}")
     with pytest.warns(UserWarning, match="skipped 1 unreadable"):
-        assert len(open_dataset(f"folder:{root}", skip_bad_images=True).train) == 1
+        assert len(open_dataset(f"folder:{root}", skip_bad_images=True).train) == 2
     _img(tmp_path / "reid" / "bounding_box_train" / "person7.jpg")
     with pytest.raises(DataError, match="person7.jpg.*ID_cCAMERA"):
         open_dataset(f"reid:{tmp_path / 'reid'}")
