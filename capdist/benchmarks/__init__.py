@@ -1,6 +1,2 @@
-"""Counting and timing: FLOPs (fvcore and thop), params, latency, retrieval metrics."""
-
-from .counting import CountReport, count
-from .latency import LatencyReport, measure_latency
-
-__all__ = ["CountReport", "LatencyReport", "count", "measure_latency"]
+"""Studies on top of the engine: the side-by-side study, run comparison, re-timing of many runs,
+the compactor-core and data-pipeline suites (measurement itself lives in :mod:`capdist.measure`)."""

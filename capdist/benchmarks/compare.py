@@ -46,7 +46,8 @@ def collect(run_dirs: list[str | Path]) -> tuple[list[dict], dict]:
                      "mAP_asym": final.get("asymmetric", {}).get("mAP"),
                      "epochs": report.get("epochs", report.get("finetune_epochs")),
                      "seed": config.get("train", {}).get("seed"),
-                     "latency_ratio_b32": final["latency_b32_ms"] / report["models"][0]["latency_b32_ms"]})
+                     "latency_ratio_b32": final.get("latency_ratio_b32",
+                                                    final["latency_b32_ms"] / report["models"][0]["latency_b32_ms"])})
         teacher = teacher or report["models"][0]
     if len(datasets) > 1:
         raise ReportError(f"runs use different datasets ({', '.join(sorted(map(str, datasets)))}); "

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchvision
 
 from ..compactor import CompactorConfig, NormSchedule, attach, surgery
-from .counting import count
+from ..measure.counting import count
 
 
 def _step_time(model, opt, x, y, after_backward=None) -> float:

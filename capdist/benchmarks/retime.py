@@ -14,16 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import random
-import statistics
 from pathlib import Path
 
-import torch
-
 from ..errors import CapdistError
+from ..io.export import EmbeddingOnly
 from ..io.run_dir import load_retrieval as load
 from ..io.run_dir import read_config
-from .latency import measure_latency
+from ..measure.timing import time_side_by_side
 
 
 def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int = 7, repeats: int = 5,
@@ -33,7 +30,7 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
     Args:
         run_dirs: run directories written by ``compress`` or ``prune``.
         teacher_dir: the teacher's run directory (its ratio is 1).
-        rounds: interleaved rounds; each gives one median-of-``repeats`` figure per model.
+        rounds: interleaved rounds; each gives one mean-of-``repeats`` figure per model.
         repeats: timed passes per model per round.
         batch_sizes: batch sizes to time.
         seed: shuffles the order of models within each round.
@@ -53,22 +50,14 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
             raise CapdistError(f"{path} holds no model.safetensors; give run directories written by capdist")
         models[key] = load(path).eval()
         shapes[key] = tuple(read_config(path)["image_shape"])
-    rng = random.Random(seed)
-    times: dict[str, dict[int, list[float]]] = {k: {b: [] for b in batch_sizes} for k in models}
-    for _ in range(rounds):
-        order = list(models)
-        rng.shuffle(order)
-        for b in batch_sizes:
-            for key in order:
-                rep = measure_latency(models[key], shapes[key], batch_size=b, repeats=repeats, warmup=1,
-                                       device=device)
-                times[key][b].append(rep.p50_ms)
+    timing = time_side_by_side({k: EmbeddingOnly(m) for k, m in models.items()}, shapes["teacher"], batch_sizes,
+                               rounds=rounds, repeats=repeats, warmup=1, device=device, reference="teacher",
+                               seed=seed, input_sizes=shapes)
     result = {}
-    for key in models:
-        row: dict = {"rounds": rounds, "threads": torch.get_num_threads(), "device": device}
+    for key, t in timing.items():
+        row: dict = {"rounds": rounds, "threads": t["threads"], "device": t["device"]}
         for b in batch_sizes:
-            row[f"latency_b{b}_ms"] = statistics.median(times[key][b])
-            row[f"ratio_b{b}"] = statistics.median(
-                m / t for m, t in zip(times[key][b], times["teacher"][b], strict=True))
+            row[f"latency_b{b}_ms"] = t[f"b{b}"]["median_ms"]
+            row[f"ratio_b{b}"] = t[f"b{b}"]["ratio"]
         result[key] = row
     return result

@@ -9,7 +9,15 @@ import click
 from ..engine import TrainConfig
 from ..engine.compress import CompressConfig, compress
 from .config_file import config_option
-from .options import check_batch, check_device, data_options, model_source_options, open_cli_data, train_settings
+from .options import (
+    check_batch,
+    check_device,
+    data_options,
+    input_size_option,
+    model_source_options,
+    open_cli_data,
+    train_settings,
+)
 
 
 @click.command("compress")
@@ -54,12 +62,16 @@ from .options import check_batch, check_device, data_options, model_source_optio
 @click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
+@click.option("--latency-input-size", default=None, callback=input_size_option, metavar="C,H,W",
+              help="Image size at which the report times every model side by side with the teacher "
+                   "(default: the training size), e.g. 3,224,224.")
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,
                  scope, epochs, mask_warmup, mask_until, mask_ratio, rggr_neighbours, rggr_k, penalty, round_to,
                  min_ratio, feature_loss, distill, finetune_epochs, student, student_weights, train_subset,
-                 test_subset, batch_size, lr, seed, device, resume, overwrite, recipe, **data_kw) -> None:
+                 test_subset, batch_size, lr, seed, device, latency_input_size, resume, overwrite, recipe,
+                 **data_kw) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
     if distill:
         from ..distill import parse_spec
@@ -71,8 +83,7 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
                          mask_until=mask_until, ratio=mask_ratio, neighbours=rggr_neighbours, k=rggr_k,
                          penalty=penalty, round_to=round_to, min_ratio=min_ratio, feature_loss=feature_loss,
-                         distill=distill,
-                         finetune_epochs=finetune_epochs,
+                         distill=distill, finetune_epochs=finetune_epochs, latency_input_size=latency_input_size,
                          train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5,
                                            **settings))
     report = compress(teacher, weights, dataset, cfg, out, student_name=student, student_weights=student_weights,

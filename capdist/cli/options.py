@@ -144,3 +144,16 @@ def train_settings(kwargs: dict, device: str) -> dict:
     return {"instances": kwargs.pop("instances"), "pad": kwargs.pop("pad"), "erase": kwargs.pop("random_erasing"),
             "amp": "" if amp == "off" else amp, "channels_last": kwargs.pop("channels_last"),
             "workers": kwargs.get("workers")}
+
+
+def input_size_option(ctx, param, value):
+    """``C,H,W`` as a tuple of three positive integers (None stays None)."""
+    if value is None:
+        return None
+    from ..errors import UnsupportedModel
+    from ..models.factory import parse_input_size
+
+    try:
+        return parse_input_size(value)
+    except UnsupportedModel as exc:
+        raise click.BadParameter(str(exc)) from None

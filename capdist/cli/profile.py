@@ -7,8 +7,8 @@ import json
 import click
 import torch
 
-from ..benchmarks import count, measure_latency
 from ..io.export import EmbeddingOnly
+from ..measure import count, measure_latency
 from ..models import parse_input_size
 from .options import check_device, model_source_options, open_cli_model
 

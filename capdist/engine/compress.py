@@ -25,7 +25,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..benchmarks.report import plot_mask_history
 from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
 from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
@@ -33,9 +32,10 @@ from ..distill.features import block_feature_loss, pool_features, pooled_feature
 from ..errors import UnreachableTarget
 from ..io.atomic import prepare_out_dir
 from ..io.sources import open_model
+from ..measure.report import plot_mask_history
 from ..models.view import inner, like
 from .distributed import DistContext, init_distributed
-from .outputs import model_row, save_result
+from .outputs import model_rows, save_result
 from .task_loss import task_loss_for
 from .trainer import TrainConfig, Trainer
 
@@ -70,7 +70,8 @@ class CompressConfig:
         k: neighbours per sample (None: 5 for ``"student"``, 2 for ``"teacher"`` as the authors use).
         ratio, bank_size: retrieval schedule low fraction and bank length.
         finetune_epochs: epochs of plain fine-tuning after surgery.
-        latency_repeats: timed passes per latency figure in the report.
+        latency_repeats: timed passes behind each latency figure in the report.
+        latency_input_size: C, H, W at which the report times the models (default: the training size).
         train: optimizer, epochs, batch.
     """
 
@@ -93,6 +94,7 @@ class CompressConfig:
     bank_size: int = 1024
     finetune_epochs: int = 0
     latency_repeats: int = 10
+    latency_input_size: tuple[int, int, int] | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -335,17 +337,15 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
     res = surgery(cm, real)
     pruned = like(student, res.model)
-    reps = config.latency_repeats
-    rows = [model_row("teacher", teacher, None, data, device, reps),
-            model_row("student (compactors, before surgery)", student, teacher, data, device, reps),
-            model_row("compressed (after surgery)", pruned, teacher, data, device, reps)]
+    entries = [("teacher", teacher), ("student (compactors, before surgery)", student),
+               ("compressed (after surgery)", pruned)]
     final = pruned
     if config.finetune_epochs:
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
                                 config.kd_temperature, out / "finetune", config.distill, device=device)
         loss_weights = {**loss_weights, "finetune": tuned}
-        rows.append(model_row(f"compressed + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
-                              device, reps))
+        entries.append((f"compressed + {config.finetune_epochs} fine-tune epochs", final))
+    rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size)
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
     if config.min_ratio != CompressConfig.min_ratio:
         label += f" (min-ratio {config.min_ratio:g})"

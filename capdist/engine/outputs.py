@@ -1,34 +1,72 @@
-"""What every compression run writes: rows of cost and retrieval accuracy, the pruned model with
-its plan and a sample for reload checks, and the report (CDD, CVPR 2023 reports mAP vs cost).
+"""What every compression run writes: rows of cost and retrieval accuracy with every model timed
+side by side with the teacher, the pruned model with its plan and a sample for reload checks, and
+the report (CDD, CVPR 2023 reports mAP vs cost).
 
 Example:
-    >>> rows = [model_row("teacher", teacher, None, data, "cpu", 10)]  # doctest: +SKIP
+    >>> rows = model_rows([("teacher", teacher), ("compressed", pruned)], data, "cpu")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 from safetensors.torch import save
 from torch import nn
 
-from ..benchmarks.report import cost_row, write_report
 from ..data import RetrievalData
 from ..io.atomic import atomic_write_bytes
+from ..io.export import EmbeddingOnly
 from ..io.run_dir import save_run
+from ..measure.report import cost_row, write_report
+from ..measure.timing import time_side_by_side
 from .retrieval import evaluate_models
 
+log = logging.getLogger("capdist")
+LATENCY_BATCHES = (1, 32)
 
-def model_row(name: str, model: nn.Module, teacher: nn.Module | None, data: RetrievalData, device: str,
-              repeats: int) -> dict:
-    """Cost, symmetric retrieval, and asymmetric retrieval against ``teacher``'s gallery when given."""
-    model = model.to(device)
-    row = {"name": name, **cost_row(model, tuple(data.image_shape), repeats, device),
-           "symmetric": evaluate_models(model, data, device=device), "asymmetric": {}}
-    if teacher is not None:
-        row["asymmetric"] = evaluate_models(model, data, gallery_model=teacher, device=device)
-    return row
+
+def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device: str, repeats: int = 10,
+               latency_input_size: tuple[int, ...] | None = None, rounds: int = 5) -> list[dict]:
+    """Cost, symmetric retrieval, asymmetric retrieval against the first entry's gallery (the
+    teacher), and latency of every model timed side by side with the teacher in interleaved rounds.
+
+    Args:
+        entries: ``(name, model)`` pairs, the teacher first.
+        data: evaluation data.
+        device: where models are evaluated and timed.
+        repeats: passes behind each latency figure (split over ``rounds``).
+        latency_input_size: C, H, W to time at (default: the training size).
+        rounds: interleaved timing rounds.
+    """
+    teacher = entries[0][1].to(device)
+    shape = tuple(data.image_shape)
+    rows = []
+    for i, (name, model) in enumerate(entries):
+        model = model.to(device)
+        log.info("evaluating %s (%d queries)", name, len(data.query))
+        row = {"name": name, **cost_row(model, shape), "symmetric": evaluate_models(model, data, device=device),
+               "asymmetric": {}}
+        if i:
+            row["asymmetric"] = evaluate_models(model, data, gallery_model=teacher, device=device)
+        rows.append(row)
+    size = tuple(latency_input_size or shape)
+    log.info("timing %d models side by side at %s on %s", len(entries), "x".join(map(str, size)), device)
+    timing = time_side_by_side({name: EmbeddingOnly(model) for name, model in entries}, size, LATENCY_BATCHES,
+                               rounds=rounds, repeats=max(1, repeats // rounds), device=device,
+                               reference=entries[0][0])
+    for row in rows:
+        t = timing[row["name"]]
+        row.update({"latency_device": t["device"], "latency_threads": t["threads"],
+                    "latency_input_size": t["input_size"], "latency_rounds": t["rounds"]})
+        for b in LATENCY_BATCHES:
+            cell = t[f"b{b}"]
+            row[f"latency_b{b}_ms"] = cell["median_ms"]
+            row[f"latency_ratio_b{b}"] = cell["ratio"]
+            row[f"latency_spread_b{b}_ms"] = [cell["p10_ms"], cell["p90_ms"]]
+            row[f"latency_ratio_range_b{b}"] = [cell["ratio_min"], cell["ratio_max"]]
+    return rows
 
 
 def save_result(out: Path, model: nn.Module, teacher: nn.Module, data: RetrievalData, data_spec: str, plan: dict,

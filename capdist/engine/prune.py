@@ -20,7 +20,7 @@ from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from ..models.view import has_logits, inner, like
 from ..pruners import prune_to_flops
 from .compress import finetune, load_teacher, resolve_data
-from .outputs import model_row, save_result
+from .outputs import model_rows, save_result
 from .trainer import TrainConfig
 
 
@@ -38,7 +38,8 @@ class PruneConfig:
         kd_temperature: KD temperature.
         kd: include KD on logits during fine-tuning.
         distill: extra distillation terms.
-        latency_repeats: timed passes per latency figure.
+        latency_repeats: timed passes behind each latency figure.
+        latency_input_size: C, H, W at which the report times the models (default: the training size).
         train: optimizer settings for fine-tuning.
     """
 
@@ -51,6 +52,7 @@ class PruneConfig:
     distill: str = ""
     kd: bool = True
     latency_repeats: int = 10
+    latency_input_size: tuple[int, int, int] | None = None
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -84,17 +86,16 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
         result = prune_to_flops(inner(teacher), example, config.method, config.target_flops, config.round_to,
                                 config.global_pruning, loss_fn)
         pruned, plan, ratio = like(teacher, result.model), result.plan, result.ratio
-    reps = config.latency_repeats
-    rows = [model_row("teacher", teacher, None, data, device, reps)]
+    entries = [("teacher", teacher)]
     if config.method != "none":
-        rows.append(model_row(f"{config.method} (pruned)", pruned.eval(), teacher, data, device, reps))
+        entries.append((f"{config.method} (pruned)", pruned.eval()))
     final, tuned = pruned, {}
     if config.finetune_epochs:
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
                                 config.kd_temperature, out / "finetune", config.distill, kd=config.kd,
                                 device=device)
-        rows.append(model_row(f"{config.method} + {config.finetune_epochs} fine-tune epochs", final, teacher, data,
-                              device, reps))
+        entries.append((f"{config.method} + {config.finetune_epochs} fine-tune epochs", final))
+    rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size)
     method = config.method if config.method != "none" else ("unpruned + KD" if config.kd else "unpruned, no KD")
     extra = {"method": method, "target_flops": config.target_flops if plan else 1.0, "ratio": round(ratio, 4),
              "finetune_epochs": config.finetune_epochs, "global_pruning": config.global_pruning,

@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..benchmarks.retrieval_metrics import evaluate
 from ..data import RetrievalData, open_dataset
 from ..errors import UnsupportedModel
 from ..io.atomic import prepare_out_dir
 from ..io.run_dir import save_run
+from ..measure.retrieval_metrics import evaluate
 from ..models import RetrievalNet, embed
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from .distributed import DistContext, init_distributed

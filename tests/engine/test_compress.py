@@ -44,6 +44,13 @@ def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, 
     assert {p.name for p in out.iterdir() if p.is_file()} == FILES | ({"mask_schedule.png"} if schedule == "retrieval"
                                                                       else set())
     rep = json.loads((out / "report.json").read_text())
+    assert rep["models"][0]["latency_ratio_b1"] == rep["models"][0]["latency_ratio_b32"] == 1.0
+    for row in rep["models"]:
+        assert row["latency_device"] == "cpu" and row["latency_threads"] >= 1 and row["latency_rounds"] >= 1
+        assert row["latency_input_size"] == rep["models"][0]["latency_input_size"]
+        low, high = row["latency_ratio_range_b32"]
+        assert low <= row["latency_ratio_b32"] <= high
+    assert "timed side by side with the teacher" in (out / "report.md").read_text()
     if schedule == "retrieval":
         shares = rep["rggr"]["share_of_target"]
         assert rep["rggr"]["units"]["retrieval"]["total"] + rep["rggr"]["units"]["norm"]["total"] > 0

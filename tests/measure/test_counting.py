@@ -1,7 +1,7 @@
 import torch
 from torch import nn
 
-from capdist.benchmarks import count, measure_latency
+from capdist.measure import count, measure_latency
 
 
 def test_fvcore_and_thop_agree_on_a_plain_conv_net():

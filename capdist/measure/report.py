@@ -2,7 +2,7 @@
 accuracy-vs-FLOPs plot (CDD, CVPR 2023 reports mAP against cost).
 
 Example:
-    >>> row = model_row("teacher", model, (3, 28, 28), metrics)  # doctest: +SKIP
+    >>> write_report("runs/cdd35", rows, {"method": "cdd"}, "capdist compress")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from torch import nn
 from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..io.export import EmbeddingOnly
 from .counting import count
-from .latency import measure_latency
 
 
 def _device_of(model: nn.Module) -> torch.device:
@@ -23,25 +22,25 @@ def _device_of(model: nn.Module) -> torch.device:
     return param.device if param is not None else torch.device("cpu")
 
 
-def cost_row(model: nn.Module, image_shape: tuple[int, ...], repeats: int = 10, device: str | None = None) -> dict:
-    """fvcore FLOPs, thop MACs, params and latency at batch 1 and 32 (of the embedding path).
-
-    Latency is measured on ``device`` (default: where the model is); the model stays there.
-    """
+def cost_row(model: nn.Module, image_shape: tuple[int, ...]) -> dict:
+    """fvcore FLOPs, thop MACs and params of the embedding path, counted where the model is."""
     net = EmbeddingOnly(model).eval()
-    dev = torch.device(device) if device else _device_of(model)
     c = count(net, torch.randn(1, *image_shape, device=_device_of(model)))
-    b1 = measure_latency(net, image_shape, 1, repeats=repeats, warmup=3, device=str(dev))
-    b32 = measure_latency(net, image_shape, 32, repeats=max(3, repeats // 2), warmup=2, device=str(dev))
-    return {"flops": c.fvcore_flops, "thop_macs": c.thop_macs, "params": c.params,
-            "latency_b1_ms": b1.p50_ms, "latency_b32_ms": b32.p50_ms, "latency_device": str(dev),
-            "latency_threads": b1.threads}
+    return {"flops": c.fvcore_flops, "thop_macs": c.thop_macs, "params": c.params}
+
+
+def _latency(r: dict, b: int) -> str:
+    ratio = r.get(f"latency_ratio_b{b}")
+    digits = 2 if b == 1 else 1
+    text = f"{r[f'latency_b{b}_ms']:.{digits}f}"
+    return f"{text} ({ratio:.2f}x)" if ratio is not None else text
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One line per model: cost, symmetric and asymmetric retrieval."""
-    head = ("| model | GFLOPs | FLOPs vs teacher | params (M) | latency b1 (ms) | latency b32 (ms) | mAP | R@1 "
-            "| mAP (teacher gallery) | R@1 (teacher gallery) |")
+    """One line per model: cost, latency (and its ratio to the teacher's, timed side by side),
+    symmetric and asymmetric retrieval."""
+    head = ("| model | GFLOPs | FLOPs vs teacher | params (M) | latency b1 ms (vs teacher) "
+            "| latency b32 ms (vs teacher) | mAP | R@1 | mAP (teacher gallery) | R@1 (teacher gallery) |")
     lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     base = rows[0]["flops"] if rows else 1
 
@@ -51,8 +50,13 @@ def markdown_table(rows: list[dict]) -> str:
     for r in rows:
         sym, asym = r.get("symmetric", {}), r.get("asymmetric", {})
         lines.append(f"| {r['name']} | {r['flops'] / 1e9:.4f} | {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
-                     f"{r['latency_b1_ms']:.2f} | {r['latency_b32_ms']:.1f} | {pct(sym.get('mAP'))} | "
+                     f"{_latency(r, 1)} | {_latency(r, 32)} | {pct(sym.get('mAP'))} | "
                      f"{pct(sym.get('R@1'))} | {pct(asym.get('mAP'))} | {pct(asym.get('R@1'))} |")
+    if rows and "latency_device" in rows[0]:
+        r = rows[0]
+        lines += ["", f"Latency: median of {r.get('latency_rounds', '?')} interleaved rounds, every model timed side "
+                      f"by side with the teacher on {r['latency_device']} ({r['latency_threads']} threads) at "
+                      f"{'x'.join(map(str, r.get('latency_input_size', [])))}; ratios taken round by round."]
     return "\n".join(lines)
 
 

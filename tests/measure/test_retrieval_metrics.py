@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from capdist.benchmarks.retrieval_metrics import evaluate
+from capdist.measure.retrieval_metrics import evaluate
 
 GALLERY_PIDS = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
 QUERY_PIDS = torch.tensor([0, 1, 2, 3, 4])

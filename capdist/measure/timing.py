@@ -1,0 +1,99 @@
+"""Latency of several models measured side by side: interleaved rounds on one device, medians,
+spread and per-round ratios to a reference (HALP, NeurIPS 2022, and Torch-Pruning report
+latency next to FLOPs; here every ratio comes from the same moment of the same machine).
+
+Each round times every model once, in an order shuffled per round, with
+``torch.utils.benchmark.Timer`` (which synchronises CUDA); a load spike that slows one round
+slows the reference with it, so the ratio taken round by round is what a report can trust.
+
+Example:
+    >>> import torch
+    >>> nets = {"a": torch.nn.Conv2d(3, 8, 3), "b": torch.nn.Conv2d(3, 4, 3)}
+    >>> t = time_side_by_side(nets, (3, 16, 16), batch_sizes=(1,), rounds=2, repeats=2, reference="a")
+    >>> t["a"]["b1"]["ratio"]
+    1.0
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import statistics
+
+import torch
+from torch import nn
+
+
+def _benchmark():
+    """``torch.utils.benchmark``, imported without its CUDA-toolkit warning on CPU-only machines."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    return benchmark
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...], batch_sizes: tuple[int, ...] = (1, 32),
+                      rounds: int = 5, repeats: int = 5, warmup: int = 2, device: str = "cpu",
+                      reference: str | None = None, seed: int = 0,
+                      input_sizes: dict[str, tuple[int, ...]] | None = None) -> dict[str, dict]:
+    """Median latency of every model, timed in interleaved rounds.
+
+    Args:
+        models: name -> module (put in eval mode and moved to ``device``; modes are restored).
+        input_size: C, H, W of one image.
+        batch_sizes: batches to time.
+        rounds: interleaved rounds; each gives one mean-of-``repeats`` figure per model.
+        repeats: passes per model per round.
+        warmup: untimed passes per model before the first round.
+        device: where to time.
+        reference: the model every ratio is taken against (default: the first).
+        seed: shuffles the order of models within each round.
+        input_sizes: per-model C, H, W where a model takes another size than ``input_size``.
+
+    Returns:
+        ``{name: {"device", "threads", "input_size", "rounds", "b<N>": {"median_ms", "p10_ms",
+        "p90_ms", "ratio", "ratio_min", "ratio_max"}}}``.
+    """
+    dev = torch.device(device)
+    reference = reference or next(iter(models))
+    sizes = {name: tuple((input_sizes or {}).get(name, input_size)) for name in models}
+    threads = torch.get_num_threads()
+    was = {name: m.training for name, m in models.items()}
+    benchmark = _benchmark()
+    timers: dict = {}
+    try:
+        for name, model in models.items():
+            model.eval().to(dev)
+            for b in batch_sizes:
+                x = torch.randn(b, *sizes[name], device=dev)
+                timers[name, b] = benchmark.Timer("with torch.no_grad():\n    model(x)",
+                                                  globals={"model": model, "x": x, "torch": torch},
+                                                  num_threads=threads)
+                timers[name, b].timeit(max(1, warmup))
+        rng = random.Random(seed)
+        times = {key: [] for key in timers}
+        for _ in range(rounds):
+            order = list(models)
+            rng.shuffle(order)
+            for b in batch_sizes:
+                for name in order:
+                    times[name, b].append(timers[name, b].timeit(repeats).mean * 1e3)
+    finally:
+        for name, model in models.items():
+            model.train(was[name])
+    result = {}
+    for name in models:
+        row: dict = {"device": str(dev), "threads": threads, "input_size": list(sizes[name]), "rounds": rounds}
+        for b in batch_sizes:
+            ms = times[name, b]
+            ratios = [m / r for m, r in zip(ms, times[reference, b], strict=True)]
+            row[f"b{b}"] = {"median_ms": statistics.median(ms), "p10_ms": _percentile(ms, 0.1),
+                            "p90_ms": _percentile(ms, 0.9), "ratio": statistics.median(ratios),
+                            "ratio_min": min(ratios), "ratio_max": max(ratios)}
+        result[name] = row
+    return result
