@@ -15,6 +15,8 @@ from pathlib import Path
 
 from ..errors import CapdistError
 from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..io.run_dir import read_config
+from ..io.schema import check_report
 
 
 class ReportError(CapdistError):
@@ -36,8 +38,11 @@ def collect(run_dirs: list[str | Path]) -> tuple[list[dict], dict]:
         path = run / "report.json"
         if not path.is_file():
             raise ReportError(f"{run} has no report.json (run compress or prune there first)")
-        report = json.loads(path.read_text())
-        config = json.loads((run / "config.json").read_text()) if (run / "config.json").is_file() else {}
+        try:
+            report = check_report(json.loads(path.read_text()), path)
+        except json.JSONDecodeError as exc:
+            raise ReportError(f"{path} is corrupt ({exc.msg} at line {exc.lineno})") from None
+        config = read_config(run) if (run / "config.json").is_file() else {}
         datasets.add(report.get("data", config.get("data")))
         final = report["models"][-1]
         rows.append({"run": str(run), "method": _method(report, config), "target": report.get("target_flops"),
@@ -113,6 +118,8 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str,
             own figure is used and the latency ratio is taken against the teacher's figure
             recorded in the same run.
     """
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ReportError(f"--out {out} is a file; give a directory for the table and plots")
     rows, teacher = collect(run_dirs)
     if latency is not None:
         apply_latency(rows, teacher, latency)

@@ -62,6 +62,10 @@ from .options import (
 @click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
+@click.option("--gallery", type=click.Choice(["own", "teacher"]), default="own", show_default=True,
+              help="'teacher': the compressed model encodes queries against the teacher's deployed gallery (the "
+                   "teacher's BNNeck and classifier stay frozen, its feature is regressed); reports asymmetric mAP "
+                   "first.")
 @click.option("--latency-input-size", default=None, callback=input_size_option, metavar="C,H,W",
               help="Image size at which the report times every model side by side with the teacher "
                    "(default: the training size), e.g. 3,224,224.")
@@ -70,8 +74,8 @@ from .options import (
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,
                  scope, epochs, mask_warmup, mask_until, mask_ratio, rggr_neighbours, rggr_k, penalty, round_to,
                  min_ratio, feature_loss, distill, finetune_epochs, student, student_weights, train_subset,
-                 test_subset, batch_size, lr, seed, device, latency_input_size, resume, overwrite, recipe,
-                 **data_kw) -> None:
+                 test_subset, batch_size, lr, seed, device, gallery, latency_input_size, resume, overwrite,
+                 recipe, **data_kw) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
     if distill:
         from ..distill import parse_spec
@@ -84,6 +88,7 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
                          mask_until=mask_until, ratio=mask_ratio, neighbours=rggr_neighbours, k=rggr_k,
                          penalty=penalty, round_to=round_to, min_ratio=min_ratio, feature_loss=feature_loss,
                          distill=distill, finetune_epochs=finetune_epochs, latency_input_size=latency_input_size,
+                         gallery=gallery,
                          train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5,
                                            **settings))
     report = compress(teacher, weights, dataset, cfg, out, student_name=student, student_weights=student_weights,

@@ -42,6 +42,10 @@ from .options import (
               help="Fine-tuning uses a tenth of it.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
+@click.option("--gallery", type=click.Choice(["own", "teacher"]), default="own", show_default=True,
+              help="'teacher': the compressed model encodes queries against the teacher's deployed gallery (the "
+                   "teacher's BNNeck and classifier stay frozen, its feature is regressed); reports asymmetric mAP "
+                   "first.")
 @click.option("--latency-input-size", default=None, callback=input_size_option, metavar="C,H,W",
               help="Image size at which the report times every model side by side with the teacher "
                    "(default: the training size), e.g. 3,224,224.")
@@ -49,8 +53,8 @@ from .options import (
 @click.option("--overwrite", is_flag=True)
 def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, method,
                target_flops, data, finetune_epochs, distill, round_to, global_pruning,
-              train_subset, test_subset, batch_size, lr, seed, device, latency_input_size, out, overwrite, recipe,
-              **data_kw) -> None:
+              train_subset, test_subset, batch_size, lr, seed, device, gallery, latency_input_size, out, overwrite,
+              recipe, **data_kw) -> None:
     """Prune with a torch-pruning importance to TARGET-FLOPS, fine-tune, evaluate."""
     if method not in METHODS:
         raise click.BadParameter(f"unknown method '{method}'; valid: {', '.join(METHODS)}", param_hint="--method")
@@ -63,6 +67,7 @@ def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, met
     dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
     cfg = PruneConfig(method=method, target_flops=target_flops, round_to=round_to, global_pruning=global_pruning,
                       finetune_epochs=finetune_epochs, distill=distill, latency_input_size=latency_input_size,
+                      gallery=gallery,
                       train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed,
                                          **settings))
     prune_run(teacher, weights, dataset, cfg, out, train_subset=train_subset, test_subset=test_subset,

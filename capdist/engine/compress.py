@@ -36,7 +36,7 @@ from ..measure.report import plot_mask_history
 from ..models.view import inner, like
 from .distributed import DistContext, init_distributed
 from .outputs import model_rows, save_result
-from .task_loss import task_loss_for
+from .task_loss import TeacherHead, task_loss_for
 from .trainer import TrainConfig, Trainer
 
 log = logging.getLogger("capdist")
@@ -69,6 +69,9 @@ class CompressConfig:
             ranks a bank that holds the batch, so the sample finds itself first).
         k: neighbours per sample (None: 5 for ``"student"``, 2 for ``"teacher"`` as the authors use).
         ratio, bank_size: retrieval schedule low fraction and bank length.
+        gallery: ``"own"`` (the compressed model re-encodes its gallery) or ``"teacher"`` (it encodes
+            queries against the teacher's deployed gallery: the teacher's BNNeck and classifier are
+            kept frozen and the teacher's pre-neck feature is regressed).
         finetune_epochs: epochs of plain fine-tuning after surgery.
         latency_repeats: timed passes behind each latency figure in the report.
         latency_input_size: C, H, W at which the report times the models (default: the training size).
@@ -90,6 +93,7 @@ class CompressConfig:
     distill: str = ""
     neighbours: str = "student"
     k: int | None = None
+    gallery: str = "own"
     ratio: float = 0.5
     bank_size: int = 1024
     finetune_epochs: int = 0
@@ -211,8 +215,9 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     cap_t = FeatureCapture(frozen, stages + blocks + list(group_layers.values()))
     cap_pre = FeatureCapture(student, [b + ".compactor" for b in blocks], inputs=True)
     extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
+    head = TeacherHead(student) if config.gallery == "teacher" else None
     task = task_loss_for(student, teacher, example, data.num_classes, kd_temperature=config.kd_temperature,
-                         seed=config.train.seed).to(ctx.device)
+                         seed=config.train.seed, gallery=config.gallery).to(ctx.device)
 
     tcfg = config.train
     steps_per_epoch = len(IdentityBatchSampler(data.train.pids, tcfg.batch_size, tcfg.seed, tcfg.instances))
@@ -289,14 +294,14 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     report: dict = {}
     if ctx.is_main:
         report = _finish(cm, student, teacher, data, config, out, str(ctx.device), train_seconds,
-                         blocks or stages, data.name, weights_used, feature_loss, attribution)
+                         blocks or stages, data.name, weights_used, feature_loss, attribution, head)
     ctx.barrier()
     return report
 
 
 def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: TrainConfig, epochs: int,
              kd_temperature: float, out: Path, extras: str = "", kd: bool = True,
-             device: str = "cpu") -> tuple[nn.Module, dict]:
+             device: str = "cpu", gallery: str = "own") -> tuple[nn.Module, dict]:
     """Fine-tune a plain (pruned) model at a tenth of the lr with the task terms that fit it: CE + triplet
     (+ KD) for a RetrievalNet, triplet + teacher-embedding regression (+ CE through a temporary
     classifier) for a user's model; plus any extra distillation terms.
@@ -309,8 +314,9 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     frozen = Teacher(teacher.to(dev))
     example = torch.stack([data.train[i][0] for i in range(2)]).to(dev)
     more = DistillObjective(parse_spec(extras), model, frozen, example) if extras else None
+    head = TeacherHead(model) if gallery == "teacher" else None
     task = task_loss_for(model, teacher, example, data.num_classes, kd=kd, kd_temperature=kd_temperature,
-                         seed=train.seed).to(dev)
+                         seed=train.seed, gallery=gallery).to(dev)
 
     def objective(net, images, pids, step):
         s_out, t_out = net(images), frozen(images)
@@ -321,17 +327,19 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
 
     cfg = copy.deepcopy(train)
     cfg.epochs, cfg.lr, cfg.warmup_epochs = epochs, train.lr * 0.1, 0.0
-    params = list(model.parameters()) + list(task.parameters())
+    params = [p for p in model.parameters() if p.requires_grad] + list(task.parameters())
     params += list(more.parameters()) if more is not None else []
     Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}],
             ctx=DistContext(device=dev), stateful={"task": task}).fit()
+    if head is not None:
+        head.release()
     weights = {**task.weights(), **({t.name: t.weight for t in more.terms} if more is not None else {})}
     return model.eval(), weights
 
 
 def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, device: str, train_seconds: float,
             feature_layers: list[str], data_spec: str, loss_weights: dict, feature_loss: str,
-            attribution: dict | None = None) -> dict:
+            attribution: dict | None = None, head: TeacherHead | None = None) -> dict:
     """Surgery, optional fine-tuning, evaluation and the output directory."""
     student.eval()
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
@@ -342,9 +350,14 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     final = pruned
     if config.finetune_epochs:
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
-                                config.kd_temperature, out / "finetune", config.distill, device=device)
+                                config.kd_temperature, out / "finetune", config.distill, device=device,
+                                gallery=config.gallery)
         loss_weights = {**loss_weights, "finetune": tuned}
         entries.append((f"compressed + {config.finetune_epochs} fine-tune epochs", final))
+    if head is not None:
+        head.release(final)
+        head.release(pruned)
+        head.release()
     rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size)
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
     if config.min_ratio != CompressConfig.min_ratio:
@@ -353,6 +366,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
         label += f" (round-to {config.round_to})"
     if config.feature_loss != CompressConfig.feature_loss:
         label += f" ({config.feature_loss} loss)"
+    if config.gallery == "teacher":
+        label += " (teacher gallery)"
     if config.schedule == "retrieval" and config.neighbours != CompressConfig.neighbours:
         label += f" ({config.neighbours}-ranked neighbours)"
     extra = {"method": label + (f" + {config.distill}" if config.distill else ""),
@@ -362,7 +377,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
              "epochs": config.train.epochs, "finetune_epochs": config.finetune_epochs,
              "surgery_max_abs_diff": res.max_abs_diff, "surgery_rel_diff": res.rel_diff,
              "masked_rows_drift": res.drift, "training_seconds": round(train_seconds, 1),
-             "feature_loss": feature_loss, "distill_blocks": feature_layers, "loss_terms": loss_weights}
+             "feature_loss": feature_loss, "distill_blocks": feature_layers, "loss_terms": loss_weights,
+             "gallery": config.gallery}
     if attribution is not None:
         extra["rggr"] = attribution
         plot_mask_history(attribution, config.target_flops, out / "mask_schedule.png")

@@ -40,6 +40,8 @@ class PruneConfig:
         distill: extra distillation terms.
         latency_repeats: timed passes behind each latency figure.
         latency_input_size: C, H, W at which the report times the models (default: the training size).
+        gallery: ``"own"`` or ``"teacher"`` (fine-tune against the teacher's deployed gallery, as
+            :class:`~capdist.engine.compress.CompressConfig` does).
         train: optimizer settings for fine-tuning.
     """
 
@@ -53,6 +55,7 @@ class PruneConfig:
     kd: bool = True
     latency_repeats: int = 10
     latency_input_size: tuple[int, int, int] | None = None
+    gallery: str = "own"
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -93,13 +96,14 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
     if config.finetune_epochs:
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
                                 config.kd_temperature, out / "finetune", config.distill, kd=config.kd,
-                                device=device)
+                                device=device, gallery=config.gallery)
         entries.append((f"{config.method} + {config.finetune_epochs} fine-tune epochs", final))
     rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size)
     method = config.method if config.method != "none" else ("unpruned + KD" if config.kd else "unpruned, no KD")
+    method += " (teacher gallery)" if config.gallery == "teacher" else ""
     extra = {"method": method, "target_flops": config.target_flops if plan else 1.0, "ratio": round(ratio, 4),
              "finetune_epochs": config.finetune_epochs, "global_pruning": config.global_pruning,
-             "training_seconds": round(time.time() - start, 1), "loss_terms": tuned}
+             "training_seconds": round(time.time() - start, 1), "loss_terms": tuned, "gallery": config.gallery}
     settings = {"prune": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
     save_result(out, final, teacher, data, data.name, plan, settings, rows, extra,
                 f"capdist prune: {config.method}, target {config.target_flops:.0%} FLOPs")

@@ -25,6 +25,8 @@ from ..distill.embeddings import embedding_mse_loss
 from ..distill.logits import kd_loss
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 
+GALLERY_FEATURE_WEIGHT = 10.0
+
 
 class RetrievalTaskLoss(nn.Module):
     """CE + triplet (+ KD), or triplet + embedding regression (+ CE through a temporary classifier).
@@ -38,12 +40,16 @@ class RetrievalTaskLoss(nn.Module):
         kd_temperature: its temperature.
         embedding_weight: weight of the teacher-embedding regression (user models).
         temporary_classifier: train a classifier on the embedding when the student has none.
+        feature_weight: weight of the regression of the teacher's pooled feature before the
+            BNNeck (``feat_mse``), the term that keeps a student compatible with the teacher's
+            gallery (0: off).
     """
 
     def __init__(self, student_logits: bool, teacher_logits: bool, embed_dim: int = 0, num_classes: int = 0,
                  kd: bool = True, kd_temperature: float = 2.0, embedding_weight: float = 1.0,
-                 temporary_classifier: bool = True) -> None:
+                 temporary_classifier: bool = True, feature_weight: float = 0.0) -> None:
         super().__init__()
+        self.feature_weight = feature_weight if student_logits else 0.0
         self.student_logits = student_logits
         self.kd = kd and student_logits and teacher_logits
         self.kd_temperature = kd_temperature
@@ -60,6 +66,8 @@ class RetrievalTaskLoss(nn.Module):
             w["kd"] = 1.0
         if self.embedding_weight:
             w["emb_mse"] = self.embedding_weight
+        if self.feature_weight:
+            w["feat_mse"] = self.feature_weight
         return w
 
     def forward(self, s_out: dict, t_out: dict, pids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -68,6 +76,8 @@ class RetrievalTaskLoss(nn.Module):
                      "triplet": batch_hard_triplet(s_out["feature"], pids)}
             if self.kd:
                 terms["kd"] = kd_loss(s_out["logits"], t_out["logits"], self.kd_temperature)
+            if self.feature_weight and t_out["feature"].shape == s_out["feature"].shape:
+                terms["feat_mse"] = self.feature_weight * embedding_mse_loss(s_out["feature"], t_out["feature"])
             return terms
         emb = s_out["embedding"]
         terms = {"triplet": batch_hard_triplet(emb, pids)}
@@ -79,8 +89,13 @@ class RetrievalTaskLoss(nn.Module):
 
 
 def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor, num_classes: int,
-                  kd: bool = True, kd_temperature: float = 2.0, seed: int = 0) -> RetrievalTaskLoss:
-    """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded."""
+                  kd: bool = True, kd_temperature: float = 2.0, seed: int = 0,
+                  gallery: str = "own", feature_weight: float = GALLERY_FEATURE_WEIGHT) -> RetrievalTaskLoss:
+    """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded.
+
+    ``gallery="teacher"`` adds the regression of the teacher's pre-BNNeck feature; pair it with
+    :func:`keep_teacher_head` (a user's model regresses the teacher's embedding either way).
+    """
     from ..models.view import has_logits
 
     width = 0
@@ -92,4 +107,47 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return RetrievalTaskLoss(has_logits(student), has_logits(teacher), width, num_classes, kd=kd,
-                                 kd_temperature=kd_temperature)
+                                 kd_temperature=kd_temperature,
+                                 feature_weight=feature_weight if gallery == "teacher" else 0.0)
+
+
+
+class TeacherHead:
+    """Keeps a RetrievalNet student's BNNeck and ID classifier exactly the teacher's while it trains,
+    so its embedding lives in the space of the teacher's deployed gallery (backward-compatible
+    training, Shen et al., CVPR 2020: the old classifier as the new model's head).
+
+    The BNNeck's affine parameters and the classifier stop learning and the BNNeck's running
+    statistics stop moving (momentum 0): in training mode BN still normalises with batch
+    statistics, and without this the deployed neck would normalise with the student's own
+    statistics, not the teacher's. :meth:`release` restores both when training ends.
+    """
+
+    def __init__(self, student: nn.Module) -> None:
+        from ..models.view import inner
+
+        net = inner(student)
+        self.modules = {name: m for name in ("neck", "classifier") if (m := getattr(net, name, None)) is not None}
+        self.frozen = [(name, pname) for name, m in self.modules.items() for pname, p in m.named_parameters()
+                       if p.requires_grad]
+        for name, pname in self.frozen:
+            self.modules[name].get_parameter(pname).requires_grad_(False)
+        neck = self.modules.get("neck")
+        self.momentum = getattr(neck, "momentum", None)
+        if neck is not None:
+            neck.momentum = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.modules)
+
+    def release(self, model: nn.Module | None = None) -> None:
+        """Make the head trainable again as it was (on ``model``, e.g. the pruned copy, when given)."""
+        from ..models.view import inner
+
+        net = inner(model) if model is not None else None
+        modules = {name: getattr(net, name) for name in self.modules} if net is not None else self.modules
+        for name, pname in self.frozen:
+            modules[name].get_parameter(pname).requires_grad_(True)
+        if "neck" in modules:
+            modules["neck"].momentum = self.momentum

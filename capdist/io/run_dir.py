@@ -17,6 +17,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .atomic import atomic_write_json
+from .schema import check_config, check_plan
 from .weights import load_weights, save_weights
 
 
@@ -43,9 +44,12 @@ def read_config(path: str | Path) -> dict:
         raise CheckpointError(f"{run} is not a capdist run directory (no config.json); "
                               "train one with 'capdist train' or give a weights file with --weights")
     try:
-        return json.loads(cfg.read_text())
+        config = json.loads(cfg.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{cfg} is corrupt ({exc.msg} at line {exc.lineno})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{cfg} does not hold an object")
+    return check_config(config, cfg)
 
 
 def build_from_config(config: dict) -> nn.Module:
@@ -86,8 +90,7 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
             plan = json.loads(plan_file.read_text())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{plan_file} is corrupt ({exc.msg})") from None
-        if not isinstance(plan, dict):
-            raise CheckpointError(f"{plan_file} does not hold a pruning plan (an object)")
+        check_plan(plan, plan_file)
         if plan.get("kind") == "torch-pruning":
             from ..pruners import replay_history
 

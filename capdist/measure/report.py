@@ -36,11 +36,14 @@ def _latency(r: dict, b: int) -> str:
     return f"{text} ({ratio:.2f}x)" if ratio is not None else text
 
 
-def markdown_table(rows: list[dict]) -> str:
+def markdown_table(rows: list[dict], asymmetric_first: bool = False) -> str:
     """One line per model: cost, latency (and its ratio to the teacher's, timed side by side),
-    symmetric and asymmetric retrieval."""
+    symmetric and asymmetric retrieval (asymmetric first when the teacher's gallery stays)."""
+    accuracy = ["mAP", "R@1", "mAP (teacher gallery)", "R@1 (teacher gallery)"]
+    if asymmetric_first:
+        accuracy = accuracy[2:] + accuracy[:2]
     head = ("| model | GFLOPs | FLOPs vs teacher | params (M) | latency b1 ms (vs teacher) "
-            "| latency b32 ms (vs teacher) | mAP | R@1 | mAP (teacher gallery) | R@1 (teacher gallery) |")
+            "| latency b32 ms (vs teacher) | " + " | ".join(accuracy) + " |")
     lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     base = rows[0]["flops"] if rows else 1
 
@@ -49,9 +52,11 @@ def markdown_table(rows: list[dict]) -> str:
 
     for r in rows:
         sym, asym = r.get("symmetric", {}), r.get("asymmetric", {})
+        cells = [pct(sym.get("mAP")), pct(sym.get("R@1")), pct(asym.get("mAP")), pct(asym.get("R@1"))]
+        if asymmetric_first:
+            cells = cells[2:] + cells[:2]
         lines.append(f"| {r['name']} | {r['flops'] / 1e9:.4f} | {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
-                     f"{_latency(r, 1)} | {_latency(r, 32)} | {pct(sym.get('mAP'))} | "
-                     f"{pct(sym.get('R@1'))} | {pct(asym.get('mAP'))} | {pct(asym.get('R@1'))} |")
+                     f"{_latency(r, 1)} | {_latency(r, 32)} | " + " | ".join(cells) + " |")
     if rows and "latency_device" in rows[0]:
         r = rows[0]
         lines += ["", f"Latency: median of {r.get('latency_rounds', '?')} interleaved rounds, every model timed side "
@@ -132,7 +137,7 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
     """``report.json``, ``report.md`` and ``accuracy_vs_flops.png`` in ``out``."""
     out = Path(out)
     atomic_write_json(out / "report.json", {"models": rows, **extra})
-    lines = [f"# {title}", "", markdown_table(rows), ""]
+    lines = [f"# {title}", "", markdown_table(rows, asymmetric_first=extra.get("gallery") == "teacher"), ""]
     for key, value in extra.items():
         if key == "rggr":
             removed, share, units = value["flops_removed"], value["share_of_target"], value["units"]

@@ -67,6 +67,11 @@ def test_bad_option_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, mon
     ("config.json", "[1, 2]", "does not hold an object"),
     ("config.json", "{", "is corrupt"),
     ("plan.json", "[1, 2]", "does not hold a pruning plan"),
+    ("config.json", '{"model": {"backbone": "tiny_resnet"}}', "field 'model.num_classes' must be a positive"),
+    ("config.json", '{"model": {"backbone": "tiny_resnet", "num_classes": "ten"}}', "'model.num_classes'"),
+    ("config.json", '{"model": {"num_classes": 10}}', "field 'model.backbone'"),
+    ("plan.json", '{"version": 1, "groups": [{"producers": [], "removed": ["a"]}]}', "'groups[0].removed'"),
+    ("plan.json", '{"groups": []}', "field 'version' must be an integer"),
 ])
 def test_corrupt_run_files_are_one_line(tmp_path, capsys, monkeypatch, name, content, message):
     run = tmp_path / "run"
@@ -229,3 +234,31 @@ def test_bad_file_is_one_line_exit_2_and_changes_nothing(tmp_path, capsys, monke
     assert all(p.read_bytes() == b for p, b in before.items())
     assert not os.path.exists(MARKER)
     assert not (tmp_path / "out").exists()
+
+
+def _report_run(tmp, text):
+    run = _run_dir(tmp)
+    (run / "report.json").write_text(text)
+    return run
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{", "is corrupt"),
+    ('{"models": []}', "field 'models' must be a non-empty list"),
+    ('{"models": [{"name": "t", "flops": 1, "params": 1, "latency_b1_ms": 1}]}', "'models[0].latency_b32_ms'"),
+    ('[1]', "must be an object"),
+])
+def test_report_on_a_broken_report_is_one_line(tmp_path, capsys, monkeypatch, text, message):
+    run = _report_run(tmp_path, text)
+    out = tmp_path / "cmp"
+    code, lines = _run(["report", str(run), "--out", str(out)], capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1 and message in lines[0], lines
+    assert not out.exists() and (run / "report.json").read_text() == text
+
+
+def test_report_out_naming_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "file.txt"
+    out.write_text("mine")
+    code, lines = _run(["report", str(_report_run(tmp_path, "{}")), "--out", str(out)], capsys, monkeypatch)
+    assert code == 2 and len(lines) == 1 and "is a file" in lines[0], lines
+    assert out.read_text() == "mine"

@@ -226,3 +226,50 @@ def test_interrupted_compress_resumes_to_the_uninterrupted_result(teacher_dir, t
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert json.loads((full / "plan.json").read_text()) == json.loads((cut / "plan.json").read_text())
+
+
+def test_feature_regression_term_is_ten_times_the_mse_of_pre_neck_features():
+    from capdist.engine.task_loss import RetrievalTaskLoss
+
+    task = RetrievalTaskLoss(student_logits=True, teacher_logits=True, feature_weight=10.0)
+    s = {"feature": torch.tensor([[1.0, 2.0], [0.0, 0.0]]), "logits": torch.zeros(2, 3)}
+    t = {"feature": torch.tensor([[0.0, 2.0], [1.0, 1.0]]), "logits": torch.zeros(2, 3)}
+    terms = task(s, t, torch.tensor([0, 1]))
+    assert float(terms["feat_mse"]) == pytest.approx(10.0 * (1 + 0 + 1 + 1) / 4)
+    assert task.weights()["feat_mse"] == 10.0
+
+
+def test_teacher_gallery_mode_keeps_the_teachers_head_exactly(teacher_dir, tmp_path):
+    out = tmp_path / "compat"
+    config = _config("norm", "internal")
+    config.gallery = "teacher"
+    config.finetune_epochs = 1
+    compress(str(teacher_dir), None, "digits", config, out, train_subset=320)
+    from safetensors.torch import load_file
+
+    before, after = load_file(teacher_dir / "model.safetensors"), load_file(out / "model.safetensors")
+    for key in ("neck.weight", "neck.bias", "neck.running_mean", "neck.running_var", "classifier.weight"):
+        assert torch.equal(before[key], after[key]), key
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["gallery"] == "teacher" and rep["loss_terms"]["feat_mse"] == 10.0
+    assert "(teacher gallery)" in rep["method"]
+    header = (out / "report.md").read_text().split("\n")[2]
+    assert header.index("mAP (teacher gallery)") < header.index("| mAP |")
+
+
+def test_teacher_head_freezes_neck_and_classifier_and_releases_them():
+    import copy
+
+    from capdist.engine.task_loss import TeacherHead
+
+    net = RetrievalNet("tiny_resnet", num_classes=4, backbone_kwargs={"width": 8}).train()
+    head = TeacherHead(net)
+    stats = net.neck.running_mean.clone()
+    net(torch.randn(8, 3, 16, 16) * 3 + 1)
+    assert torch.equal(net.neck.running_mean, stats) and not net.classifier.weight.requires_grad
+    pruned = copy.deepcopy(net)
+    head.release(pruned)
+    head.release()
+    for m in (net, pruned):
+        assert m.neck.momentum == 0.1 and m.classifier.weight.requires_grad and m.neck.weight.requires_grad
+    assert not m.neck.bias.requires_grad  # the BNNeck's bias is never trained (BoT)

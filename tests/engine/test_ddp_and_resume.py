@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,33 +44,65 @@ def _train_cmd(out, *extra):
             "--epochs", "3", "--batch-size", "32", "--checkpoint-every", "10", "--out", str(out), *extra]
 
 
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    full = tmp_path_factory.mktemp("full") / "run"
+    subprocess.run(_train_cmd(full, "--random-erasing", "0.5"), check=True, capture_output=True, env=ENV)
+    return load_file(full / "model.safetensors")
+
+
+def _wait_for(cut: Path, min_step: int, proc) -> None:
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        log = cut / "metrics.jsonl"
+        if log.exists() and (min_step == 0 or ((cut / "checkpoint.pt").exists() and any(
+                json.loads(ln)["step"] >= min_step for ln in log.read_text().splitlines() if ln.strip()))):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the run ended or stalled before the interruption point")
+
+
+def _resumed_equals(cut: Path, uninterrupted: dict, *extra) -> None:
+    subprocess.run(_train_cmd(cut, "--resume", "--random-erasing", "0.5", *extra), check=True,
+                   capture_output=True, env=ENV)
+    b = load_file(cut / "model.safetensors")
+    assert uninterrupted.keys() == b.keys()
+    for k in uninterrupted:
+        assert torch.equal(uninterrupted[k], b[k]), k
+    steps = [json.loads(ln)["step"] for ln in (cut / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))
+
+
 @pytest.mark.slow
-def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path):
+def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, uninterrupted):
     """Killed with 2 loader workers, resumed with 1: the weights of a run with none, bit for bit."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    full = tmp_path / "full"
-    subprocess.run(_train_cmd(full, "--random-erasing", "0.5"), check=True, capture_output=True, env=env)
     cut = tmp_path / "cut"
     proc = subprocess.Popen(_train_cmd(cut, "--workers", "2", "--random-erasing", "0.5"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        log = cut / "metrics.jsonl"
-        if (cut / "checkpoint.pt").exists() and log.exists() and any(
-                json.loads(ln)["step"] >= 40 for ln in log.read_text().splitlines() if ln.strip()):
-            break
-        time.sleep(0.05)
+                            stderr=subprocess.DEVNULL, env=ENV)
+    _wait_for(cut, 40, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (cut / "model.safetensors").exists()
-    subprocess.run(_train_cmd(cut, "--resume", "--workers", "1", "--random-erasing", "0.5"), check=True,
-                   capture_output=True, env=env)
-    a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
-    steps = [json.loads(ln)["step"] for ln in (cut / "metrics.jsonl").read_text().splitlines()]
-    assert steps == sorted(set(steps))
+    _resumed_equals(cut, uninterrupted, "--workers", "1")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("min_step", [0, 20], ids=["before-first-checkpoint", "after-checkpoints"])
+def test_ctrl_c_says_interrupted_exits_130_and_resumes_exactly(tmp_path, uninterrupted, min_step):
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(_train_cmd(cut, "--random-erasing", "0.5"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    _wait_for(cut, min_step, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-500:]
+    assert err.replace("\r", "\n").strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in err and not (cut / "model.safetensors").exists()
+    assert not any(p.name.endswith(".tmp") for p in cut.iterdir())
+    _resumed_equals(cut, uninterrupted)
 
 
 def test_nan_loss_stops_with_clear_message_and_keeps_checkpoint(tmp_path):
