@@ -110,6 +110,8 @@ def data_options(training: bool = True):
                 click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True,
                              help="Autocast precision (fp16 needs CUDA)."),
                 click.option("--channels-last", is_flag=True, help="Channels-last memory format."),
+                click.option("--quiet", is_flag=True, help="No progress bars or phase lines; errors and the result "
+                                                           "only."),
             ]
         for opt in reversed(opts):
             func = opt(func)
@@ -141,9 +143,14 @@ def train_settings(kwargs: dict, device: str) -> dict:
     if amp == "fp16" and torch.device(device).type != "cuda":
         raise click.BadParameter("--amp fp16 needs CUDA (gradient scaling); use --amp bf16 on the CPU",
                                  param_hint="--amp")
+    quiet = kwargs.pop("quiet", False)
+    if quiet:
+        import logging
+
+        logging.getLogger("capdist").setLevel(logging.WARNING)
     return {"instances": kwargs.pop("instances"), "pad": kwargs.pop("pad"), "erase": kwargs.pop("random_erasing"),
             "amp": "" if amp == "off" else amp, "channels_last": kwargs.pop("channels_last"),
-            "workers": kwargs.get("workers")}
+            "workers": kwargs.get("workers"), "progress": not quiet}
 
 
 def input_size_option(ctx, param, value):

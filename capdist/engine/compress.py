@@ -215,7 +215,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     cap_t = FeatureCapture(frozen, stages + blocks + list(group_layers.values()))
     cap_pre = FeatureCapture(student, [b + ".compactor" for b in blocks], inputs=True)
     extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
-    head = TeacherHead(student) if config.gallery == "teacher" else None
+    kept_head = TeacherHead(student) if config.gallery == "teacher" else None
     task = task_loss_for(student, teacher, example, data.num_classes, kd_temperature=config.kd_temperature,
                          seed=config.train.seed, gallery=config.gallery).to(ctx.device)
 
@@ -294,7 +294,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     report: dict = {}
     if ctx.is_main:
         report = _finish(cm, student, teacher, data, config, out, str(ctx.device), train_seconds,
-                         blocks or stages, data.name, weights_used, feature_loss, attribution, head)
+                         blocks or stages, data.name, weights_used, feature_loss, attribution, kept_head)
     ctx.barrier()
     return report
 
@@ -314,7 +314,7 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     frozen = Teacher(teacher.to(dev))
     example = torch.stack([data.train[i][0] for i in range(2)]).to(dev)
     more = DistillObjective(parse_spec(extras), model, frozen, example) if extras else None
-    head = TeacherHead(model) if gallery == "teacher" else None
+    kept_head = TeacherHead(model) if gallery == "teacher" else None
     task = task_loss_for(model, teacher, example, data.num_classes, kd=kd, kd_temperature=kd_temperature,
                          seed=train.seed, gallery=gallery).to(dev)
 
@@ -331,15 +331,15 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     params += list(more.parameters()) if more is not None else []
     Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}],
             ctx=DistContext(device=dev), stateful={"task": task}).fit()
-    if head is not None:
-        head.release()
+    if kept_head is not None:
+        kept_head.release()
     weights = {**task.weights(), **({t.name: t.weight for t in more.terms} if more is not None else {})}
     return model.eval(), weights
 
 
 def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, device: str, train_seconds: float,
             feature_layers: list[str], data_spec: str, loss_weights: dict, feature_loss: str,
-            attribution: dict | None = None, head: TeacherHead | None = None) -> dict:
+            attribution: dict | None = None, kept_head: TeacherHead | None = None) -> dict:
     """Surgery, optional fine-tuning, evaluation and the output directory."""
     student.eval()
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
@@ -354,10 +354,10 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
                                 gallery=config.gallery)
         loss_weights = {**loss_weights, "finetune": tuned}
         entries.append((f"compressed + {config.finetune_epochs} fine-tune epochs", final))
-    if head is not None:
-        head.release(final)
-        head.release(pruned)
-        head.release()
+    if kept_head is not None:
+        kept_head.release(final)
+        kept_head.release(pruned)
+        kept_head.release()
     rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size)
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
     if config.min_ratio != CompressConfig.min_ratio:
