@@ -30,7 +30,7 @@ from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import block_feature_loss, pool_features, pooled_feature_loss
 from ..errors import UnreachableTarget
-from ..io.atomic import prepare_out_dir
+from ..io.atomic import check_out_dir, prepare_out_dir, removed_on_failure
 from ..io.sources import open_model
 from ..measure.report import plot_mask_history
 from ..models.view import inner, like
@@ -188,7 +188,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     """
     start = time.time()
     ctx = init_distributed(device)
-    out = Path(out)
+    out = check_out_dir(out, overwrite=overwrite, resume=resume)
     data = resolve_data(data_spec, train_subset, test_subset, config.train.seed)
     teacher = load_teacher(teacher_name, weights, data.num_classes, model_args, embedding_output,
                            allow_partial).to(ctx.device)
@@ -197,87 +197,94 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
                                allow_partial).to(ctx.device)
     else:
         student = copy.deepcopy(teacher)
-    if ctx.is_main:
-        prepare_out_dir(out, overwrite=overwrite, resume=resume, recipe=("compress", recipe) if recipe else None)
-    ctx.barrier()
-    example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
-    cm = attach(inner(student).train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
-                                                                 round_to=config.round_to,
-                                                                 min_ratio=config.min_ratio))
-    student.train()
-    frozen = Teacher(teacher)
-    prefix = "model." if inner(student) is not student else ""
-    blocks = [prefix + a for a in block_layers(cm)] if config.feature_loss == "block" and not student_name else []
-    stages = [] if blocks else stage_names(student, example)
-    feature_loss = "block" if blocks else "stage"
-    group_layers = {g.name: prefix + g.spec.anchors[0] for g in cm.groups} if config.schedule == "retrieval" else {}
-    cap_s = FeatureCapture(student, stages + list(group_layers.values()))
-    cap_t = FeatureCapture(frozen, stages + blocks + list(group_layers.values()))
-    cap_pre = FeatureCapture(student, [b + ".compactor" for b in blocks], inputs=True)
-    extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
-    kept_head = TeacherHead(student) if config.gallery == "teacher" else None
-    task = task_loss_for(student, teacher, example, data.num_classes, kd_temperature=config.kd_temperature,
-                         seed=config.train.seed, gallery=config.gallery).to(ctx.device)
-
     tcfg = config.train
     steps_per_epoch = len(IdentityBatchSampler(data.train.pids, tcfg.batch_size, tcfg.seed, tcfg.instances))
     total = steps_per_epoch * tcfg.epochs
     warmup = int(config.mask_warmup * steps_per_epoch)
-    interval = max(1, steps_per_epoch // 10)
-    deadline = max(int(config.mask_until * total), warmup)
-    if deadline > int(config.mask_until * total):
-        log.warning("the masks start after %d steps of warm-up but were to reach the target by step %d; they "
-                    "reach it at the first update after the warm-up instead", warmup, int(config.mask_until * total))
-    if config.schedule == "norm":
-        schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval, granularity=1,
-                                until=deadline)
-    elif config.schedule == "retrieval":
-        k = config.k or (2 if config.neighbours == "teacher" else 5)
-        schedule = RetrievalSchedule(cm, config.target_flops, warmup=warmup, interval=interval, k=k,
-                                     ratio=config.ratio, bank_size=config.bank_size, deadline=deadline,
-                                     neighbours=config.neighbours)
-    else:
-        raise ValueError(f"unknown schedule '{config.schedule}' (retrieval or norm)")
     if warmup >= total:
         raise UnreachableTarget(f"the mask warm-up ({warmup} steps) is not shorter than training ({total} steps): "
                                 "the masks would never be trained; lower --mask-warmup or raise --epochs")
-    last_feats: dict[str, dict] = {}
+    with removed_on_failure(out):
+        if ctx.is_main:
+            prepare_out_dir(out, overwrite=overwrite, resume=resume,
+                            recipe=("compress", recipe) if recipe else None)
+        ctx.barrier()
+        example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
+        cm = attach(inner(student).train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
+                                                                     round_to=config.round_to,
+                                                                     min_ratio=config.min_ratio))
+        student.train()
+        frozen = Teacher(teacher)
+        prefix = "model." if inner(student) is not student else ""
+        blocks = [prefix + a for a in block_layers(cm)] if config.feature_loss == "block" and not student_name else []
+        stages = [] if blocks else stage_names(student, example)
+        feature_loss = "block" if blocks else "stage"
+        if config.feature_loss == "block" and student_name:
+            log.warning("--student %s is another architecture than the teacher: CDD's block loss needs the same "
+                        "blocks on both sides, so the pooled outputs of the four stages are compared instead "
+                        "(feature_loss 'stage' in the report)", student_name)
+        group_layers = {g.name: prefix + g.spec.anchors[0] for g in cm.groups} if config.schedule == "retrieval" else {}
+        cap_s = FeatureCapture(student, stages + list(group_layers.values()))
+        cap_t = FeatureCapture(frozen, stages + blocks + list(group_layers.values()))
+        cap_pre = FeatureCapture(student, [b + ".compactor" for b in blocks], inputs=True)
+        extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
+        kept_head = TeacherHead(student) if config.gallery == "teacher" else None
+        task = task_loss_for(student, teacher, example, data.num_classes, kd_temperature=config.kd_temperature,
+                             seed=config.train.seed, gallery=config.gallery).to(ctx.device)
 
-    def objective(net, images, pids, step):
-        s_out = net(images)
-        t_out = frozen(images)
-        terms = task(s_out, t_out, pids)
-        if blocks:
-            feats = block_feature_loss([cap_pre.features[b + ".compactor"] for b in blocks],
-                                       [cap_t.features[b] for b in blocks])
+        interval = max(1, steps_per_epoch // 10)
+        deadline = max(int(config.mask_until * total), warmup)
+        if deadline > int(config.mask_until * total):
+            log.warning("the masks start after %d steps of warm-up but were to reach the target by step %d; they "
+                        "reach it at the first update after the warm-up instead", warmup,
+                        int(config.mask_until * total))
+        if config.schedule == "norm":
+            schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval, granularity=1,
+                                    until=deadline)
+        elif config.schedule == "retrieval":
+            k = config.k or (2 if config.neighbours == "teacher" else 5)
+            schedule = RetrievalSchedule(cm, config.target_flops, warmup=warmup, interval=interval, k=k,
+                                         ratio=config.ratio, bank_size=config.bank_size, deadline=deadline,
+                                         neighbours=config.neighbours)
         else:
-            feats = pooled_feature_loss([cap_s.features[n] for n in stages], [cap_t.features[n] for n in stages])
-        terms[f"cdd_{feature_loss}"] = config.pooled_weight * feats
-        if extras is not None:
-            terms.update(extras(s_out, t_out, pids))
-        last_feats["s"] = {g: pool_features(cap_s.features[n]).detach() for g, n in group_layers.items()}
-        last_feats["t"] = {g: pool_features(cap_t.features[n]).detach() for g, n in group_layers.items()}
-        return {"loss": sum(terms.values()), **terms}
+            raise ValueError(f"unknown schedule '{config.schedule}' (retrieval or norm)")
+        last_feats: dict[str, dict] = {}
 
-    def after_step(step: int) -> None:
-        if isinstance(schedule, NormSchedule):
-            schedule.step()
-        else:
-            schedule.observe(last_feats["s"], last_feats["t"])
+        def objective(net, images, pids, step):
+            s_out = net(images)
+            t_out = frozen(images)
+            terms = task(s_out, t_out, pids)
+            if blocks:
+                feats = block_feature_loss([cap_pre.features[b + ".compactor"] for b in blocks],
+                                           [cap_t.features[b] for b in blocks])
+            else:
+                feats = pooled_feature_loss([cap_s.features[n] for n in stages], [cap_t.features[n] for n in stages])
+            terms[f"cdd_{feature_loss}"] = config.pooled_weight * feats
+            if extras is not None:
+                terms.update(extras(s_out, t_out, pids))
+            last_feats["s"] = {g: pool_features(cap_s.features[n]).detach() for g, n in group_layers.items()}
+            last_feats["t"] = {g: pool_features(cap_t.features[n]).detach() for g, n in group_layers.items()}
+            return {"loss": sum(terms.values()), **terms}
 
-    groups = cm.param_groups(lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
-                             compactor_momentum=config.compactor_momentum)
-    known = {id(p) for g in groups for p in g["params"]}
-    head = [p for p in task.parameters() if id(p) not in known]
-    more = [p for p in extras.parameters()] if extras is not None else []
-    if head or more:
-        groups.append({"params": head + more})
-    trainer = Trainer(student, objective, data.train, tcfg, out, param_groups=groups, ctx=ctx,
-                      stateful={"schedule": schedule, "task": task}, after_step=after_step)
-    # identity-initialised compactors: a group of n compactors starts with joint row norms sqrt(n)
-    reach = 2.0 * max((math.sqrt(len(g.compactors)) for g in cm.groups), default=1.0)
-    cm.config.masked_penalty = masked_penalty_for(trainer, deadline, config, reach)
-    cm.register_step_hook(trainer.optimizer)
+        def after_step(step: int) -> None:
+            if isinstance(schedule, NormSchedule):
+                schedule.step()
+            else:
+                schedule.observe(last_feats["s"], last_feats["t"])
+
+        groups = cm.param_groups(lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
+                                 compactor_momentum=config.compactor_momentum)
+        known = {id(p) for g in groups for p in g["params"]}
+        head = [p for p in task.parameters() if id(p) not in known]
+        more = [p for p in extras.parameters()] if extras is not None else []
+        if head or more:
+            groups.append({"params": head + more})
+        trainer = Trainer(student, objective, data.train, tcfg, out, param_groups=groups, ctx=ctx,
+                          stateful={"schedule": schedule, "task": task}, after_step=after_step)
+        # identity-initialised compactors: a group of n compactors starts with joint row norms sqrt(n)
+        reach = 2.0 * max((math.sqrt(len(g.compactors)) for g in cm.groups), default=1.0)
+        cm.config.masked_penalty = masked_penalty_for(trainer, deadline, config, reach)
+        cm.register_step_hook(trainer.optimizer)
     trainer.fit(resume=resume)
     train_seconds = time.time() - start
     if isinstance(schedule, NormSchedule):

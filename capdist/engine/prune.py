@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..data import RetrievalData, fetch
-from ..io.atomic import prepare_out_dir
+from ..io.atomic import check_out_dir, prepare_out_dir
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from ..models.view import has_logits, inner, like
 from ..pruners import prune_to_flops
@@ -72,8 +72,8 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
     start = time.time()
     out = Path(out)
     data = resolve_data(data_spec, train_subset, test_subset, config.train.seed)
+    check_out_dir(out, overwrite=overwrite)
     teacher = load_teacher(teacher_name, weights, data.num_classes, model_args, embedding_output, allow_partial)
-    prepare_out_dir(out, overwrite=overwrite, recipe=("prune", recipe) if recipe else None)
     example = torch.stack([data.train[i][0] for i in range(1)])
     images, pids = fetch(data.train, torch.arange(min(64, len(data.train))))
 
@@ -89,6 +89,7 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
         result = prune_to_flops(inner(teacher), example, config.method, config.target_flops, config.round_to,
                                 config.global_pruning, loss_fn)
         pruned, plan, ratio = like(teacher, result.model), result.plan, result.ratio
+    prepare_out_dir(out, overwrite=overwrite, recipe=("prune", recipe) if recipe else None)
     entries = [("teacher", teacher)]
     if config.method != "none":
         entries.append((f"{config.method} (pruned)", pruned.eval()))

@@ -25,7 +25,7 @@ from ..distill.embeddings import embedding_mse_loss
 from ..distill.logits import kd_loss
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 
-GALLERY_FEATURE_WEIGHT = 10.0
+GALLERY_FEATURE_WEIGHT = 1.0
 
 
 class RetrievalTaskLoss(nn.Module):
@@ -40,16 +40,20 @@ class RetrievalTaskLoss(nn.Module):
         kd_temperature: its temperature.
         embedding_weight: weight of the teacher-embedding regression (user models).
         temporary_classifier: train a classifier on the embedding when the student has none.
-        feature_weight: weight of the regression of the teacher's pooled feature before the
-            BNNeck (``feat_mse``), the term that keeps a student compatible with the teacher's
-            gallery (0: off).
+        feature_weight: weight of ``deployed_emb_mse``: the student's pooled feature passed through
+            the frozen BNNeck *as deployed* (eval mode, the teacher's running statistics) regressed
+            onto the teacher's embedding, the term that keeps a student compatible with the
+            teacher's gallery (0: off).
+        eval_neck: that frozen BNNeck (needed for the term).
     """
 
     def __init__(self, student_logits: bool, teacher_logits: bool, embed_dim: int = 0, num_classes: int = 0,
                  kd: bool = True, kd_temperature: float = 2.0, embedding_weight: float = 1.0,
-                 temporary_classifier: bool = True, feature_weight: float = 0.0) -> None:
+                 temporary_classifier: bool = True, feature_weight: float = 0.0,
+                 eval_neck: nn.Module | None = None) -> None:
         super().__init__()
-        self.feature_weight = feature_weight if student_logits else 0.0
+        self.feature_weight = feature_weight if student_logits and eval_neck is not None else 0.0
+        self.eval_neck = [eval_neck] if eval_neck is not None else None
         self.student_logits = student_logits
         self.kd = kd and student_logits and teacher_logits
         self.kd_temperature = kd_temperature
@@ -67,7 +71,7 @@ class RetrievalTaskLoss(nn.Module):
         if self.embedding_weight:
             w["emb_mse"] = self.embedding_weight
         if self.feature_weight:
-            w["feat_mse"] = self.feature_weight
+            w["deployed_emb_mse"] = self.feature_weight
         return w
 
     def forward(self, s_out: dict, t_out: dict, pids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -76,8 +80,9 @@ class RetrievalTaskLoss(nn.Module):
                      "triplet": batch_hard_triplet(s_out["feature"], pids)}
             if self.kd:
                 terms["kd"] = kd_loss(s_out["logits"], t_out["logits"], self.kd_temperature)
-            if self.feature_weight and t_out["feature"].shape == s_out["feature"].shape:
-                terms["feat_mse"] = self.feature_weight * embedding_mse_loss(s_out["feature"], t_out["feature"])
+            if self.feature_weight and t_out["embedding"].shape == s_out["embedding"].shape:
+                terms["deployed_emb_mse"] = self.feature_weight * embedding_mse_loss(
+                    deployed_embedding(self.eval_neck, s_out["feature"]), t_out["embedding"])
             return terms
         emb = s_out["embedding"]
         terms = {"triplet": batch_hard_triplet(emb, pids)}
@@ -88,15 +93,24 @@ class RetrievalTaskLoss(nn.Module):
         return terms
 
 
+def deployed_embedding(neck: list[nn.Module] | nn.Module, feature: torch.Tensor) -> torch.Tensor:
+    """``feature`` through a BatchNorm neck as it runs when deployed: eval mode, its running
+    statistics (whatever mode the model trains in)."""
+    neck = neck[0] if isinstance(neck, list) else neck
+    return torch.nn.functional.batch_norm(feature, neck.running_mean, neck.running_var, neck.weight, neck.bias,
+                                          training=False, eps=neck.eps)
+
+
 def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor, num_classes: int,
                   kd: bool = True, kd_temperature: float = 2.0, seed: int = 0,
                   gallery: str = "own", feature_weight: float = GALLERY_FEATURE_WEIGHT) -> RetrievalTaskLoss:
     """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded.
 
-    ``gallery="teacher"`` adds the regression of the teacher's pre-BNNeck feature; pair it with
-    :func:`keep_teacher_head` (a user's model regresses the teacher's embedding either way).
+    ``gallery="teacher"`` adds the regression of the teacher's embedding by the student's feature
+    through the frozen BNNeck as deployed; pair it with :class:`TeacherHead` (a user's model
+    regresses the teacher's embedding either way).
     """
-    from ..models.view import has_logits
+    from ..models.view import has_logits, inner
 
     width = 0
     if not has_logits(student):
@@ -108,7 +122,8 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
         torch.manual_seed(seed)
         return RetrievalTaskLoss(has_logits(student), has_logits(teacher), width, num_classes, kd=kd,
                                  kd_temperature=kd_temperature,
-                                 feature_weight=feature_weight if gallery == "teacher" else 0.0)
+                                 feature_weight=feature_weight if gallery == "teacher" else 0.0,
+                                 eval_neck=getattr(inner(student), "neck", None) if gallery == "teacher" else None)
 
 
 

@@ -228,15 +228,23 @@ def test_interrupted_compress_resumes_to_the_uninterrupted_result(teacher_dir, t
     assert json.loads((full / "plan.json").read_text()) == json.loads((cut / "plan.json").read_text())
 
 
-def test_feature_regression_term_is_ten_times_the_mse_of_pre_neck_features():
+def test_deployed_embedding_term_uses_the_necks_running_statistics():
     from capdist.engine.task_loss import RetrievalTaskLoss
 
-    task = RetrievalTaskLoss(student_logits=True, teacher_logits=True, feature_weight=10.0)
-    s = {"feature": torch.tensor([[1.0, 2.0], [0.0, 0.0]]), "logits": torch.zeros(2, 3)}
-    t = {"feature": torch.tensor([[0.0, 2.0], [1.0, 1.0]]), "logits": torch.zeros(2, 3)}
+    neck = torch.nn.BatchNorm1d(2).train()
+    with torch.no_grad():
+        neck.running_mean.copy_(torch.tensor([1.0, 0.0]))
+        neck.running_var.copy_(torch.tensor([4.0, 1.0]))
+        neck.weight.copy_(torch.tensor([2.0, 1.0]))
+        neck.bias.zero_()
+    task = RetrievalTaskLoss(student_logits=True, teacher_logits=True, feature_weight=3.0, eval_neck=neck)
+    s = {"feature": torch.tensor([[3.0, 2.0], [1.0, 0.0]]), "embedding": torch.zeros(2, 2), "logits": torch.zeros(2, 3)}
+    t = {"embedding": torch.tensor([[1.0, 2.0], [1.0, 1.0]]), "logits": torch.zeros(2, 3)}
+    # deployed: (f - mean) / sqrt(var + eps) * w: [[2, 2], [0, 0]] (eps 1e-5 aside)
     terms = task(s, t, torch.tensor([0, 1]))
-    assert float(terms["feat_mse"]) == pytest.approx(10.0 * (1 + 0 + 1 + 1) / 4)
-    assert task.weights()["feat_mse"] == 10.0
+    assert float(terms["deployed_emb_mse"]) == pytest.approx(3.0 * (1 + 0 + 1 + 1) / 4, rel=1e-4)
+    assert task.weights()["deployed_emb_mse"] == 3.0
+    assert not list(task.parameters())  # the neck is not trained through the loss
 
 
 def test_teacher_gallery_mode_keeps_the_teachers_head_exactly(teacher_dir, tmp_path):
@@ -251,7 +259,7 @@ def test_teacher_gallery_mode_keeps_the_teachers_head_exactly(teacher_dir, tmp_p
     for key in ("neck.weight", "neck.bias", "neck.running_mean", "neck.running_var", "classifier.weight"):
         assert torch.equal(before[key], after[key]), key
     rep = json.loads((out / "report.json").read_text())
-    assert rep["gallery"] == "teacher" and rep["loss_terms"]["feat_mse"] == 10.0
+    assert rep["gallery"] == "teacher" and rep["loss_terms"]["deployed_emb_mse"] == 1.0
     assert "(teacher gallery)" in rep["method"]
     header = (out / "report.md").read_text().split("\n")[2]
     assert header.index("mAP (teacher gallery)") < header.index("| mAP |")
