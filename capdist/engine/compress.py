@@ -70,8 +70,8 @@ class CompressConfig:
         k: neighbours per sample (None: 5 for ``"student"``, 2 for ``"teacher"`` as the authors use).
         ratio, bank_size: retrieval schedule low fraction and bank length.
         gallery: ``"own"`` (the compressed model re-encodes its gallery) or ``"teacher"`` (it encodes
-            queries against the teacher's deployed gallery: the teacher's BNNeck and classifier are
-            kept frozen and the teacher's pre-neck feature is regressed).
+            queries against the teacher's deployed gallery: the teacher's classifier is kept and the
+            teacher's embedding regressed through the BNNeck as deployed).
         finetune_epochs: epochs of plain fine-tuning after surgery.
         latency_repeats: timed passes behind each latency figure in the report.
         latency_input_size: C, H, W at which the report times the models (default: the training size).

@@ -128,41 +128,32 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
 
 
 class TeacherHead:
-    """Keeps a RetrievalNet student's BNNeck and ID classifier exactly the teacher's while it trains,
-    so its embedding lives in the space of the teacher's deployed gallery (backward-compatible
+    """Keeps a RetrievalNet student's ID classifier exactly the teacher's while it trains, so its
+    embedding is pulled into the space of the teacher's deployed gallery (backward-compatible
     training, Shen et al., CVPR 2020: the old classifier as the new model's head).
 
-    The BNNeck's affine parameters and the classifier stop learning and the BNNeck's running
-    statistics stop moving (momentum 0): in training mode BN still normalises with batch
-    statistics, and without this the deployed neck would normalise with the student's own
-    statistics, not the teacher's. :meth:`release` restores both when training ends.
+    The BNNeck keeps training and re-estimating its statistics: freezing the teacher's statistics
+    was measured to make compatibility worse (``docs/benchmarks/gallery-fmnist-open25``).
+    :meth:`release` makes the classifier trainable again when training ends.
     """
 
     def __init__(self, student: nn.Module) -> None:
         from ..models.view import inner
 
-        net = inner(student)
-        self.modules = {name: m for name in ("neck", "classifier") if (m := getattr(net, name, None)) is not None}
-        self.frozen = [(name, pname) for name, m in self.modules.items() for pname, p in m.named_parameters()
-                       if p.requires_grad]
-        for name, pname in self.frozen:
-            self.modules[name].get_parameter(pname).requires_grad_(False)
-        neck = self.modules.get("neck")
-        self.momentum = getattr(neck, "momentum", None)
-        if neck is not None:
-            neck.momentum = 0.0
+        classifier = getattr(inner(student), "classifier", None)
+        self.frozen = [name for name, p in classifier.named_parameters() if p.requires_grad] if classifier else []
+        for name in self.frozen:
+            classifier.get_parameter(name).requires_grad_(False)
+        self.classifier = classifier
 
     @property
     def active(self) -> bool:
-        return bool(self.modules)
+        return self.classifier is not None
 
     def release(self, model: nn.Module | None = None) -> None:
-        """Make the head trainable again as it was (on ``model``, e.g. the pruned copy, when given)."""
+        """Make the classifier trainable again (on ``model``, e.g. the pruned copy, when given)."""
         from ..models.view import inner
 
-        net = inner(model) if model is not None else None
-        modules = {name: getattr(net, name) for name in self.modules} if net is not None else self.modules
-        for name, pname in self.frozen:
-            modules[name].get_parameter(pname).requires_grad_(True)
-        if "neck" in modules:
-            modules["neck"].momentum = self.momentum
+        classifier = getattr(inner(model), "classifier", None) if model is not None else self.classifier
+        for name in self.frozen if classifier is not None else ():
+            classifier.get_parameter(name).requires_grad_(True)

@@ -247,43 +247,45 @@ class Trainer:
         self.net.train()
         last: dict = {}
         seen, tick = 0, time.perf_counter()
-        for step, images, pids in self._batches():
-            torch.manual_seed(c.seed * 7919 + step)
-            factor = self.lr_factor(step)
-            for g in self.optimizer.param_groups:
-                g["lr"] = g["base_lr"] * factor
-            with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-                terms = self.objective(self.net, images, pids, step)
-            loss = terms["loss"]
-            if not self.ctx.all_true(bool(torch.isfinite(loss.detach()).item())):
-                kept = (f"the last good checkpoint is kept at {self.checkpoint_path}; lower --lr and rerun with "
-                        "--resume or start over") if self.checkpoint_path.is_file() else (
-                        "no checkpoint was written yet; lower --lr and start over")
-                raise TrainingDiverged(f"loss became {float(loss.detach()):.4g} at step {step} "
-                                       f"(epoch {step // self.steps_per_epoch}); {kept}")
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            self.step += 1
-            seen += len(images) * self.ctx.world_size
-            if self.after_step:
-                self.after_step(step)
-            if self.step % c.log_every == 0 or self.step == self.total_steps:
-                now = time.perf_counter()
-                last = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
-                        "lr": self.optimizer.param_groups[0]["lr"],
-                        "images_per_s": seen / max(now - tick, 1e-9),
-                        **{k: float(v.detach()) for k, v in terms.items()}}
-                seen, tick = 0, now
-                self._log(last)
+        try:
+            for step, images, pids in self._batches():
+                torch.manual_seed(c.seed * 7919 + step)
+                factor = self.lr_factor(step)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = g["base_lr"] * factor
+                with torch.autocast(self.ctx.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    terms = self.objective(self.net, images, pids, step)
+                loss = terms["loss"]
+                if not self.ctx.all_true(bool(torch.isfinite(loss.detach()).item())):
+                    kept = (f"the last good checkpoint is kept at {self.checkpoint_path}; lower --lr and rerun with "
+                            "--resume or start over") if self.checkpoint_path.is_file() else (
+                            "no checkpoint was written yet; lower --lr and start over")
+                    raise TrainingDiverged(f"loss became {float(loss.detach()):.4g} at step {step} "
+                                           f"(epoch {step // self.steps_per_epoch}); {kept}")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.step += 1
+                seen += len(images) * self.ctx.world_size
+                if self.after_step:
+                    self.after_step(step)
+                if self.step % c.log_every == 0 or self.step == self.total_steps:
+                    now = time.perf_counter()
+                    last = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
+                            "lr": self.optimizer.param_groups[0]["lr"],
+                            "images_per_s": seen / max(now - tick, 1e-9),
+                            **{k: float(v.detach()) for k, v in terms.items()}}
+                    seen, tick = 0, now
+                    self._log(last)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                if self.step % every == 0 or self.step == self.total_steps:
+                    self.save_checkpoint()
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
-            if self.step % every == 0 or self.step == self.total_steps:
-                self.save_checkpoint()
-        if bar is not None:
-            bar.close()
+                bar.close()
         self.ctx.barrier()
         return last
 

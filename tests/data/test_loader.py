@@ -65,12 +65,13 @@ def _build_seconds(pids: torch.Tensor) -> float:
 @pytest.mark.slow
 def test_sampler_cost_follows_images_not_images_times_identities():
     """Side by side, same images: 100x the identities costs far less than 100x the time (the old
-    plan scanned every image for every identity: 16x slower from 751 to 11,318 identities)."""
+    plan scanned every image for every identity: 28x slower from 751 to 11,318 identities; alone on
+    this machine the sampler's ratio is about 1.1, the bound leaves room for a busy one)."""
     n = 40_000
     few = _build_seconds(torch.arange(n) % 100)
     many = _build_seconds(torch.arange(n) % 10_000)
     double = _build_seconds(torch.arange(2 * n) % 100)
-    assert many < 4 * few, (few, many)
+    assert many < 8 * few, (few, many)
     assert double > 1.3 * few, (few, double)
 
 

@@ -88,7 +88,8 @@ def test_bad_inputs(teacher_dir, tmp_path):
                  tmp_path / "x1")
     assert not (tmp_path / "x1").exists()
     with pytest.raises(UnreachableTarget, match="lowest reachable"):
-        compress(str(teacher_dir), None, "digits", CompressConfig(target_flops=0.001, train=TrainConfig(epochs=1)),
+        compress(str(teacher_dir), None, "digits", CompressConfig(target_flops=0.001, mask_warmup=0.5,
+                                                                  train=TrainConfig(epochs=1)),
                  tmp_path / "x2", train_subset=64)
     busy = tmp_path / "busy"
     busy.mkdir()
@@ -247,7 +248,7 @@ def test_deployed_embedding_term_uses_the_necks_running_statistics():
     assert not list(task.parameters())  # the neck is not trained through the loss
 
 
-def test_teacher_gallery_mode_keeps_the_teachers_head_exactly(teacher_dir, tmp_path):
+def test_teacher_gallery_mode_keeps_the_teachers_classifier_exactly(teacher_dir, tmp_path):
     out = tmp_path / "compat"
     config = _config("norm", "internal")
     config.gallery = "teacher"
@@ -256,8 +257,8 @@ def test_teacher_gallery_mode_keeps_the_teachers_head_exactly(teacher_dir, tmp_p
     from safetensors.torch import load_file
 
     before, after = load_file(teacher_dir / "model.safetensors"), load_file(out / "model.safetensors")
-    for key in ("neck.weight", "neck.bias", "neck.running_mean", "neck.running_var", "classifier.weight"):
-        assert torch.equal(before[key], after[key]), key
+    assert torch.equal(before["classifier.weight"], after["classifier.weight"])
+    assert not torch.equal(before["neck.running_mean"], after["neck.running_mean"])  # the neck keeps adapting
     rep = json.loads((out / "report.json").read_text())
     assert rep["gallery"] == "teacher" and rep["loss_terms"]["deployed_emb_mse"] == 1.0
     assert "(teacher gallery)" in rep["method"]
@@ -265,19 +266,16 @@ def test_teacher_gallery_mode_keeps_the_teachers_head_exactly(teacher_dir, tmp_p
     assert header.index("mAP (teacher gallery)") < header.index("| mAP |")
 
 
-def test_teacher_head_freezes_neck_and_classifier_and_releases_them():
+def test_teacher_head_freezes_the_classifier_and_releases_it_on_copies_too():
     import copy
 
     from capdist.engine.task_loss import TeacherHead
 
     net = RetrievalNet("tiny_resnet", num_classes=4, backbone_kwargs={"width": 8}).train()
     head = TeacherHead(net)
-    stats = net.neck.running_mean.clone()
-    net(torch.randn(8, 3, 16, 16) * 3 + 1)
-    assert torch.equal(net.neck.running_mean, stats) and not net.classifier.weight.requires_grad
+    assert not net.classifier.weight.requires_grad and net.neck.weight.requires_grad
     pruned = copy.deepcopy(net)
     head.release(pruned)
     head.release()
     for m in (net, pruned):
-        assert m.neck.momentum == 0.1 and m.classifier.weight.requires_grad and m.neck.weight.requires_grad
-    assert not m.neck.bias.requires_grad  # the BNNeck's bias is never trained (BoT)
+        assert m.classifier.weight.requires_grad and not m.neck.bias.requires_grad  # BoT never trains it
