@@ -13,9 +13,9 @@ from .options import (
     check_batch,
     check_device,
     data_options,
-    input_size_option,
     model_source_options,
     open_cli_data,
+    report_options,
     train_settings,
 )
 
@@ -62,14 +62,7 @@ from .options import (
 @click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
-@click.option("--gallery", type=click.Choice(["own", "teacher"]), default="own", show_default=True,
-              help="'teacher': the compressed model will encode queries against the teacher's deployed gallery: the "
-                   "teacher's classifier stays, its embedding is regressed through the BNNeck as deployed, and the "
-                   "report shows asymmetric mAP first (on fmnist-open it does not yet close the gap: "
-                   "docs/benchmarks/gallery-fmnist-open25).")
-@click.option("--latency-input-size", default=None, callback=input_size_option, metavar="C,H,W",
-              help="Image size at which the report times every model side by side with the teacher "
-                   "(default: the training size), e.g. 3,224,224.")
+@report_options
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,

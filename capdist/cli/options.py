@@ -164,3 +164,15 @@ def input_size_option(ctx, param, value):
         return parse_input_size(value)
     except UnsupportedModel as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def report_options(func):
+    """``--gallery`` and ``--latency-input-size``: what a compression report compares and times."""
+    decorated = click.option("--latency-input-size", default=None, callback=input_size_option, metavar="C,H,W",
+                             help="Image size at which the report times every model side by side with the teacher "
+                                  "(default: the training size), e.g. 3,224,224.")(func)
+    return click.option("--gallery", type=click.Choice(["own", "teacher"]), default="own", show_default=True,
+                        help="'teacher': the compressed model will encode queries against the teacher's deployed "
+                             "gallery: the teacher's classifier stays, its embedding is regressed through the BNNeck "
+                             "as deployed, and the report shows asymmetric mAP first (on fmnist-open it does not yet "
+                             "close the gap: docs/benchmarks/gallery-fmnist-open25).")(decorated)
