@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..data import open_dataset
 from ..engine import TrainConfig
 from ..engine.compress import CompressConfig, compress
 from .config_file import config_option
@@ -14,7 +15,6 @@ from .options import (
     check_device,
     data_options,
     model_source_options,
-    open_cli_data,
     report_options,
     train_settings,
 )
@@ -77,7 +77,7 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
         parse_spec(distill)
     settings = train_settings(data_kw, device)
     check_batch(batch_size, settings["instances"])
-    dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
+    dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
     cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
                          mask_until=mask_until, ratio=mask_ratio, neighbours=rggr_neighbours, k=rggr_k,
                          penalty=penalty, round_to=round_to, min_ratio=min_ratio, feature_loss=feature_loss,

@@ -69,16 +69,27 @@ def check_device(ctx, param, value: str) -> str:
     return value
 
 
+def _parsed(parse, error: type[Exception]):
+    """A click callback that parses a text option with ``parse`` (None stays None) and turns
+    ``error`` into click's one-line bad-parameter message."""
+
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except error as exc:
+            raise click.BadParameter(str(exc)) from None
+
+    return callback
+
+
 def _image_size(ctx, param, value):
-    if value is None:
-        return None
+    """``HxW`` as a tuple of two positive integers (None stays None)."""
     from ..data import parse_image_size
     from ..errors import DataError
 
-    try:
-        return parse_image_size(value)
-    except DataError as exc:
-        raise click.BadParameter(str(exc)) from None
+    return _parsed(parse_image_size, DataError)(ctx, param, value)
 
 
 def data_options(training: bool = True):
@@ -120,13 +131,6 @@ def data_options(training: bool = True):
     return decorate
 
 
-def open_cli_data(spec: str, image_size, cache_images: bool, skip_bad_images: bool):
-    """The dataset a command reads, opened before anything is written."""
-    from ..data import open_dataset
-
-    return open_dataset(spec, image_size=image_size, skip_bad_images=skip_bad_images, cache_images=cache_images)
-
-
 def check_batch(batch_size: int, instances: int) -> None:
     """A P x K batch: positive and a multiple of K."""
     if batch_size < instances or batch_size % instances:
@@ -155,15 +159,10 @@ def train_settings(kwargs: dict, device: str) -> dict:
 
 def input_size_option(ctx, param, value):
     """``C,H,W`` as a tuple of three positive integers (None stays None)."""
-    if value is None:
-        return None
     from ..errors import UnsupportedModel
     from ..models.factory import parse_input_size
 
-    try:
-        return parse_input_size(value)
-    except UnsupportedModel as exc:
-        raise click.BadParameter(str(exc)) from None
+    return _parsed(parse_input_size, UnsupportedModel)(ctx, param, value)
 
 
 def report_options(func):

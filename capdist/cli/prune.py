@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..data import open_dataset
 from ..engine import TrainConfig
 from ..engine.prune import PruneConfig, prune_run
 from ..pruners import METHODS
@@ -15,7 +16,6 @@ from .options import (
     check_device,
     data_options,
     model_source_options,
-    open_cli_data,
     report_options,
     train_settings,
 )
@@ -58,7 +58,7 @@ def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, met
         parse_spec(distill)
     settings = train_settings(data_kw, device)
     check_batch(batch_size, settings["instances"])
-    dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
+    dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
     cfg = PruneConfig(method=method, target_flops=target_flops, round_to=round_to, global_pruning=global_pruning,
                       finetune_epochs=finetune_epochs, distill=distill, latency_input_size=latency_input_size,
                       gallery=gallery,

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from ..data import open_dataset
 from ..engine import TrainConfig
 from ..engine.retrieval import evaluate_models, train_retrieval
 from .config_file import config_option
-from .options import check_batch, check_device, data_options, model_source_options, open_cli_data, train_settings
+from .options import check_batch, check_device, data_options, model_source_options, train_settings
 
 
 def _print_metrics(label: str, m: dict) -> None:
@@ -52,7 +53,7 @@ def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optim
     backbone_kwargs = parse_model_args(model_args)
     if last_stride == 1:
         backbone_kwargs["last_stride"] = 1
-    dataset = open_cli_data(data, data_kw["image_size"], data_kw["cache_images"], data_kw["skip_bad_images"])
+    dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
                       checkpoint_every=checkpoint_every, **settings)
     result = train_retrieval(model_name, dataset, cfg, out, train_subset=train_subset, embed_dim=embed_dim,
@@ -78,7 +79,7 @@ def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, da
     from ..io.run_dir import load_retrieval
     from ..io.sources import open_model
 
-    dataset = open_cli_data(data, image_size, cache_images, skip_bad_images)
+    dataset = open_dataset(data, image_size, skip_bad_images, cache_images)
     if Path(model_dir).is_dir() and not weights:
         model = load_retrieval(model_dir)
     else:

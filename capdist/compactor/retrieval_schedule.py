@@ -189,9 +189,6 @@ class RetrievalSchedule:
             if g.name in teacher:
                 self._push(g.name, teacher[g.name])
 
-    def _kept_units(self, group: ChannelGroup) -> torch.Tensor:
-        return group.kept_units()
-
     def _finish(self, group: ChannelGroup, kept_units: torch.Tensor, fresh: torch.Tensor) -> None:
         """Set the mask, un-masking the strongest of this update's ``fresh`` units to an allowed width."""
         n = int(kept_units.sum())
@@ -218,7 +215,7 @@ class RetrievalSchedule:
                 continue
             low = low_contribution_units(student[g.name], bank, self.k, self.ratio, g.spec.period,
                                          rank_by.get(g.name)).cpu()
-            kept_units = self._kept_units(g)
+            kept_units = g.kept_units()
             fresh = torch.zeros_like(kept_units)
             floor = self.cm.min_units(g)
             for u in g.unit_norms().argsort().tolist():
@@ -242,7 +239,7 @@ class RetrievalSchedule:
         if self.cm.flops() <= budget:
             return
         groups = self.cm.groups
-        kept = [self._kept_units(g) for g in groups]
+        kept = [g.kept_units() for g in groups]
         fresh = [torch.zeros_like(k) for k in kept]
         floors = [self.cm.min_units(g) for g in groups]
         sizes = [g.spec.unit_size for g in groups]

@@ -146,10 +146,6 @@ class TeacherHead:
             classifier.get_parameter(name).requires_grad_(False)
         self.classifier = classifier
 
-    @property
-    def active(self) -> bool:
-        return self.classifier is not None
-
     def release(self, model: nn.Module | None = None) -> None:
         """Make the classifier trainable again (on ``model``, e.g. the pruned copy, when given)."""
         from ..models.view import inner
