@@ -13,7 +13,9 @@ from .config_file import config_option
 from .options import (
     check_batch,
     check_device,
+    check_single_target,
     data_options,
+    latency_target_options,
     model_source_options,
     report_options,
     train_settings,
@@ -30,6 +32,7 @@ from .options import (
 @click.option("--out", required=True)
 @click.option("--target-flops", default=0.35, type=click.FloatRange(0, 1, min_open=True), show_default=True,
               help="Fraction of the teacher's FLOPs.")
+@latency_target_options
 @click.option("--schedule", type=click.Choice(["retrieval", "norm"]), default="retrieval", show_default=True)
 @click.option("--scope", type=click.Choice(["internal", "all"]), default="all", show_default=True)
 @click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
@@ -65,12 +68,15 @@ from .options import (
 @report_options
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
-def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops, schedule,
+def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops,
+                 target_latency, latency_batch, schedule,
                  scope, epochs, mask_warmup, mask_until, mask_ratio, rggr_neighbours, rggr_k, penalty, round_to,
                  min_ratio, feature_loss, distill, finetune_epochs, student, student_weights, train_subset,
                  test_subset, batch_size, lr, seed, device, gallery, latency_input_size, resume, overwrite,
                  recipe, **data_kw) -> None:
-    """Compress a trained retrieval model to TARGET-FLOPS of its cost, keeping its mAP."""
+    """Compress a trained retrieval model to TARGET-FLOPS of its cost (or TARGET-LATENCY of its time),
+    keeping its mAP."""
+    check_single_target(target_latency)
     if distill:
         from ..distill import parse_spec
 
@@ -78,7 +84,8 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
     settings = train_settings(data_kw, device)
     check_batch(batch_size, settings["instances"])
     dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
-    cfg = CompressConfig(target_flops=target_flops, schedule=schedule, scope=scope, mask_warmup=mask_warmup,
+    cfg = CompressConfig(target_flops=target_flops, target_latency=target_latency, latency_batch=latency_batch,
+                         schedule=schedule, scope=scope, mask_warmup=mask_warmup,
                          mask_until=mask_until, ratio=mask_ratio, neighbours=rggr_neighbours, k=rggr_k,
                          penalty=penalty, round_to=round_to, min_ratio=min_ratio, feature_loss=feature_loss,
                          distill=distill, finetune_epochs=finetune_epochs, latency_input_size=latency_input_size,

@@ -175,3 +175,22 @@ def report_options(func):
                              "gallery: the teacher's classifier stays, its embedding is regressed through the BNNeck "
                              "as deployed, and the report shows asymmetric mAP first (on fmnist-open it does not yet "
                              "close the gap: docs/benchmarks/gallery-fmnist-open25).")(decorated)
+
+
+def latency_target_options(func):
+    """``--target-latency`` and ``--latency-batch``: a latency budget instead of a FLOPs target."""
+    decorated = click.option("--latency-batch", default=1, type=click.IntRange(min=1), show_default=True,
+                             help="Images per pass for --target-latency.")(func)
+    return click.option("--target-latency", default=None, type=click.FloatRange(0, 1, min_open=True),
+                        help="Fraction of the teacher's latency on --device at --latency-batch and "
+                             "--latency-input-size (instead of --target-flops); a per-layer latency table is "
+                             "measured first and cached.")(decorated)
+
+
+def check_single_target(target_latency: float | None) -> None:
+    """Refuse ``--target-flops`` given next to ``--target-latency`` (a flag beats a recipe's key)."""
+    ctx = click.get_current_context()
+    flops, latency = ctx.get_parameter_source("target_flops"), ctx.get_parameter_source("target_latency")
+    source = click.core.ParameterSource
+    if target_latency is not None and (flops == source.COMMANDLINE or flops == latency == source.DEFAULT_MAP):
+        raise click.UsageError("give --target-flops or --target-latency, not both")

@@ -14,7 +14,9 @@ from .config_file import config_option
 from .options import (
     check_batch,
     check_device,
+    check_single_target,
     data_options,
+    latency_target_options,
     model_source_options,
     report_options,
     train_settings,
@@ -28,6 +30,7 @@ from .options import (
 @model_source_options
 @click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
 @click.option("--target-flops", default=0.35, type=click.FloatRange(0, 1, min_open=True), show_default=True)
+@latency_target_options
 @click.option("--data", required=True)
 @data_options(training=True)
 @click.option("--finetune-epochs", default=5, type=click.IntRange(min=0), show_default=True)
@@ -46,10 +49,11 @@ from .options import (
 @click.option("--out", required=True)
 @click.option("--overwrite", is_flag=True)
 def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, method,
-               target_flops, data, finetune_epochs, distill, round_to, global_pruning,
+               target_flops, target_latency, latency_batch, data, finetune_epochs, distill, round_to, global_pruning,
               train_subset, test_subset, batch_size, lr, seed, device, gallery, latency_input_size, out, overwrite,
               recipe, **data_kw) -> None:
-    """Prune with a torch-pruning importance to TARGET-FLOPS, fine-tune, evaluate."""
+    """Prune with a torch-pruning importance to TARGET-FLOPS (or TARGET-LATENCY), fine-tune, evaluate."""
+    check_single_target(target_latency)
     if method not in METHODS:
         raise click.BadParameter(f"unknown method '{method}'; valid: {', '.join(METHODS)}", param_hint="--method")
     if distill:
@@ -59,7 +63,8 @@ def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, met
     settings = train_settings(data_kw, device)
     check_batch(batch_size, settings["instances"])
     dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
-    cfg = PruneConfig(method=method, target_flops=target_flops, round_to=round_to, global_pruning=global_pruning,
+    cfg = PruneConfig(method=method, target_flops=target_flops, target_latency=target_latency,
+                      latency_batch=latency_batch, round_to=round_to, global_pruning=global_pruning,
                       finetune_epochs=finetune_epochs, distill=distill, latency_input_size=latency_input_size,
                       gallery=gallery,
                       train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed,

@@ -125,6 +125,7 @@ class CostModel:
             biases[index[name]] += _channels(modules[name], "out") or 0
         self._w_in, self._w_out = w_in, w_out
         self._flops, self._weights, self._biases = flops, weights, biases
+        self.module_names = list(modules)
 
     @staticmethod
     def _follow_channels(model, example_inputs, modules, index, own, w_out) -> None:
@@ -141,6 +142,18 @@ class CostModel:
     def _fractions(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         removed = 1.0 - np.asarray(kept, dtype=np.float64) / self.channels
         return 1.0 - self._w_in @ removed, 1.0 - self._w_out @ removed
+
+    def layer_fractions(self, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Kept fraction of every module's input and output channels (order: :attr:`module_names`)
+        when group ``g`` keeps ``kept[g]`` channels."""
+        if len(self.channels) == 0:
+            ones = np.ones(len(self.module_names))
+            return ones, ones
+        return self._fractions(kept)
+
+    def varying_widths(self) -> dict[str, tuple[bool, bool]]:
+        """Module name -> (its input width may change, its output width may change)."""
+        return {n: (bool(self._w_in[i].any()), bool(self._w_out[i].any())) for i, n in enumerate(self.module_names)}
 
     def flops(self, kept: np.ndarray) -> float:
         """FLOPs after surgery when group ``g`` keeps ``kept[g]`` channels."""

@@ -8,7 +8,8 @@ contribution of channel c to that query-gallery similarity is ``|s_c * g_c|``
 contributions for *every* sample and *every* neighbour are masked. Masks only
 grow. The paper has no FLOPs target; capdist adds one as a cap (never mask past
 it) and :meth:`top_up` finishes with norm ranking when the retrieval signal alone
-does not reach it. All of it is vectorised over batch x neighbours x channels.
+does not reach it. The cap may be a latency budget instead (then the top-up ranks
+by norm per millisecond saved). All of it is vectorised over batch x neighbours x channels.
 
 Example:
     >>> sched = RetrievalSchedule(cm, target=0.35, warmup=500, interval=50)  # doctest: +SKIP
@@ -23,8 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .budget import Budget, FlopsBudget, ranking_scores
 from .model import ChannelGroup, CompactorModel
-from .schedule import check_target
+from .schedule import COST_NAMES, check_target
 
 log = logging.getLogger("capdist")
 
@@ -64,34 +66,37 @@ NEIGHBOUR_SEARCHES = ("student", "teacher")
 
 
 class RetrievalSchedule:
-    """CDD's retrieval-guided masks with a FLOPs cap.
+    """CDD's retrieval-guided masks with a FLOPs (or latency) cap.
 
     Args:
         cm: the compacted model.
-        target: FLOPs after surgery as a fraction of the original (the cap).
+        target: cost after surgery as a fraction of the budget's reference (the cap).
         warmup: observed steps before masks start.
         interval: steps between mask updates.
         k: teacher neighbours per sample.
         ratio: fraction of channels counted as low-contribution.
         bank_size: teacher features kept per group (FIFO).
         deadline: step by which the target must be met (None: no pacing). Between
-            ``warmup`` and ``deadline`` the allowed FLOPs fall linearly from 100% to the
+            ``warmup`` and ``deadline`` the allowed cost falls linearly from 100% to the
             target; when retrieval guidance has not masked enough by then, the weakest
             rows by norm are added, a few at a time, so they still have time to decay.
         neighbours: ``"student"`` (the student feature ranks a bank without the batch) or
             ``"teacher"`` (the authors' search: the teacher feature ranks a bank that already
             holds the batch, so the first neighbour is the sample's own teacher feature).
+        budget: what the target limits (default: FLOPs).
     """
 
     def __init__(self, cm: CompactorModel, target: float, warmup: int = 0, interval: int = 1, k: int = 5,
                  ratio: float = 0.5, bank_size: int = 1024, deadline: int | None = None,
-                 neighbours: str = "student") -> None:
+                 neighbours: str = "student", budget: Budget | None = None) -> None:
         if neighbours not in NEIGHBOUR_SEARCHES:
             raise ValueError(f"unknown neighbour search '{neighbours}' ({' or '.join(NEIGHBOUR_SEARCHES)})")
-        check_target(cm, target)
+        self.budget = budget or FlopsBudget(cm)
+        check_target(cm, target, self.budget)
         self.neighbours = neighbours
         self.masked_by = {source: {g.name: 0 for g in cm.groups} for source in ("retrieval", "norm")}
         self.saved = {"retrieval": 0.0, "norm": 0.0}
+        self.flops_saved = {"retrieval": 0.0, "norm": 0.0}
         self.history: list[dict] = []
         self.cm = cm
         self.target = target
@@ -108,8 +113,10 @@ class RetrievalSchedule:
         return {"steps": self.steps, "banks": {k: v.clone() for k, v in self.banks.items()},
                 "masked_by": {s: torch.tensor([n[g.name] for g in self.cm.groups]) for s, n in self.masked_by.items()},
                 "saved": torch.tensor([self.saved["retrieval"], self.saved["norm"]], dtype=torch.float64),
-                "history": torch.tensor([[h["step"], h["flops"], h["retrieval"], h["norm"]] for h in self.history],
-                                        dtype=torch.float64).reshape(-1, 4)}
+                "flops_saved": torch.tensor([self.flops_saved["retrieval"], self.flops_saved["norm"]],
+                                            dtype=torch.float64),
+                "history": torch.tensor([[h["step"], h["flops"], h["retrieval"], h["norm"], h["cost"]]
+                                         for h in self.history], dtype=torch.float64).reshape(-1, 5)}
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state["steps"])
@@ -118,41 +125,50 @@ class RetrievalSchedule:
             self.masked_by[source] = {g.name: int(n) for g, n in zip(self.cm.groups, counts.tolist(), strict=True)}
         if "saved" in state:
             self.saved = dict(zip(("retrieval", "norm"), state["saved"].tolist(), strict=True))
-        self.history = [{"step": int(r[0]), "flops": r[1], "retrieval": r[2], "norm": r[3]}
-                        for r in state.get("history", torch.zeros(0, 4)).tolist()]
+        if "flops_saved" in state:
+            self.flops_saved = dict(zip(("retrieval", "norm"), state["flops_saved"].tolist(), strict=True))
+        self.history = [{"step": int(r[0]), "flops": r[1], "retrieval": r[2], "norm": r[3],
+                         "cost": r[4] if len(r) > 4 else r[1]}
+                        for r in state.get("history", torch.zeros(0, 5)).tolist()]
 
     def attribution(self) -> dict:
         """What retrieval guidance and the norm top-up each masked: units per group and in total,
-        the FLOPs each removed (as fractions of the original and of the reduction the target
-        asks for), and the FLOPs after every mask update."""
+        the FLOPs each removed (as fractions of the original), their shares of the reduction the
+        target asks for (in the budget's cost: FLOPs or latency), and the FLOPs after every mask
+        update."""
         wanted = max(1e-12, 1.0 - self.target)
-        return {"neighbours": self.neighbours, "k": self.k, "ratio": self.ratio,
+        return {"neighbours": self.neighbours, "k": self.k, "ratio": self.ratio, "cost": self.budget.kind,
                 "units": {s: {"total": sum(n.values()), "per_group": dict(n)} for s, n in self.masked_by.items()},
-                "flops_removed": {s: round(v, 6) for s, v in self.saved.items()},
+                "flops_removed": {s: round(v, 6) for s, v in self.flops_saved.items()},
                 "share_of_target": {s: round(v / wanted, 4) for s, v in self.saved.items()},
                 "history": [dict(h) for h in self.history]}
 
     def _tracked(self, source: str, fn, *args) -> None:
         """Run a masking step and count what it masked under ``source``."""
         before = {g.name: int(g.kept_units().sum()) for g in self.cm.groups}
-        flops = self.cm.flops()
+        flops, cost = self.cm.flops(), self.budget.fraction()
         fn(*args)
         for g in self.cm.groups:
             self.masked_by[source][g.name] += before[g.name] - int(g.kept_units().sum())
-        self.saved[source] += (flops - self.cm.flops()) / self.cm.original_flops
+        self.flops_saved[source] += (flops - self.cm.flops()) / self.cm.original_flops
+        self.saved[source] += cost - self.budget.fraction()
 
     def _record(self) -> None:
         entry = {"step": self.steps, "flops": self.cm.flops() / self.cm.original_flops,
-                 "retrieval": self.saved["retrieval"], "norm": self.saved["norm"]}
+                 "retrieval": self.saved["retrieval"], "norm": self.saved["norm"], "cost": self.budget.fraction()}
         if not self.history or (entry["flops"], entry["norm"]) != (self.history[-1]["flops"],
                                                                     self.history[-1]["norm"]):
-            log.info("masks at step %d: %.1f%% of the FLOPs; removed by retrieval guidance %.1f%%, by norm "
-                     "top-up %.1f%%", entry["step"], 100 * entry["flops"], 100 * entry["retrieval"],
-                     100 * entry["norm"])
+            cost = COST_NAMES.get(self.budget.kind, self.budget.kind)
+            also = "" if self.budget.kind == "flops" else f" ({100 * self.budget.fraction():.1f}% of the {cost})"
+            log.info("masks at step %d: %.1f%% of the FLOPs%s; removed by retrieval guidance %.1f%%, by norm "
+                     "top-up %.1f%% of the %s", entry["step"], 100 * entry["flops"], also, 100 * entry["retrieval"],
+                     100 * entry["norm"], cost)
         self.history.append(entry)
 
-    def _budget(self) -> float:
-        return self.target * self.cm.original_flops * (1 + 1e-9)
+    def _within(self, fraction: float | None = None, kept: np.ndarray | None = None) -> bool:
+        """Whether the cost (current masks, or ``kept`` widths) is within ``fraction`` (default: the target)."""
+        limit = self.target if fraction is None else fraction
+        return self.budget.fraction(kept) <= limit * (1 + 1e-9)
 
     def _push(self, name: str, feats: torch.Tensor) -> None:
         feats = feats.detach().float()
@@ -208,7 +224,7 @@ class RetrievalSchedule:
 
     def _update(self, student: dict[str, torch.Tensor], rank_by: dict[str, torch.Tensor]) -> None:
         for g in self.cm.groups:
-            if self.cm.flops() <= self._budget():
+            if self._within():
                 return
             bank = self.banks.get(g.name)
             if bank is None or g.name not in student or len(bank) == 0:
@@ -224,27 +240,27 @@ class RetrievalSchedule:
                 kept_units[u] = False
                 fresh[u] = True
                 g.set_mask(g.units_to_mask(kept_units))
-                if self.cm.flops() <= self._budget():
+                if self._within():
                     break
             self._finish(g, kept_units, fresh)
 
     @torch.no_grad()
     def top_up(self, fraction: float | None = None) -> None:
-        """Reach ``fraction`` (default: the target) of the original FLOPs by norm ranking when
-        retrieval guidance alone did not (masks only grow)."""
+        """Reach ``fraction`` (default: the target) of the budget by norm ranking (per unit of cost
+        saved, under a latency budget) when retrieval guidance alone did not (masks only grow)."""
         self._tracked("norm", self._top_up, fraction)
 
     def _top_up(self, fraction: float | None) -> None:
-        budget = self._budget() if fraction is None else fraction * self.cm.original_flops
-        if self.cm.flops() <= budget:
+        if self._within(fraction):
             return
         groups = self.cm.groups
         kept = [g.kept_units() for g in groups]
         fresh = [torch.zeros_like(k) for k in kept]
         floors = [self.cm.min_units(g) for g in groups]
         sizes = [g.spec.unit_size for g in groups]
+        scores = ranking_scores([g.unit_norms().numpy() for g in groups], self.budget.unit_savings())
         candidates = sorted((float(n), gi, u) for gi, g in enumerate(groups)
-                            for u, n in enumerate(g.unit_norms().tolist()) if kept[gi][u])
+                            for u, n in enumerate(scores[gi].tolist()) if kept[gi][u])
         for _, gi, u in candidates:
             if int(kept[gi].sum()) - 1 < floors[gi]:
                 continue
@@ -252,7 +268,7 @@ class RetrievalSchedule:
             fresh[gi][u] = True
             widths = [self.cm.allowed_units(g, int(k.sum()), floor=0) * s
                       for g, k, s in zip(groups, kept, sizes, strict=True)]
-            if self.cm.flops(np.array(widths, dtype=float)) <= budget:
+            if self._within(fraction, np.array(widths, dtype=float)):
                 break
         for g, k, f in zip(groups, kept, fresh, strict=True):
             self._finish(g, k, f)

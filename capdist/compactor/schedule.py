@@ -1,8 +1,9 @@
-"""Mask schedule A: global norm ranking under a FLOPs target (ResRep, ICCV 2021).
+"""Mask schedule A: global norm ranking under a FLOPs or latency target (ResRep, ICCV 2021).
 
 After ``warmup`` steps, every ``interval`` steps: rank every pruning unit of every
-group by the joint norm of its compactor rows, walk from the smallest and mask
-units until the model after surgery meets the FLOPs target, masking at most
+group by the joint norm of its compactor rows (under a latency budget: by norm per
+millisecond a unit saves, HALP, NeurIPS 2022), walk from the smallest and mask
+units until the model after surgery meets the target, masking at most
 ``granularity`` more units than at the previous update, keeping each group at or
 above its minimum width and at widths that are multiples of ``round_to``. Masks
 are recomputed from scratch each time, so a channel can come back.
@@ -19,27 +20,33 @@ import numpy as np
 import torch
 
 from ..errors import UnreachableTarget
+from .budget import Budget, FlopsBudget, ranking_scores
 from .model import CompactorModel
 
+COST_NAMES = {"flops": "FLOPs", "latency": "latency"}
 
-def check_target(cm: CompactorModel, target: float) -> None:
-    """Raise :class:`UnreachableTarget` when ``target`` (fraction of original FLOPs) is too low."""
+
+def check_target(cm: CompactorModel, target: float, budget: Budget | None = None) -> None:
+    """Raise :class:`UnreachableTarget` when ``target`` (fraction of the budget's reference) is too low."""
+    budget = budget or FlopsBudget(cm)
+    cost = COST_NAMES.get(budget.kind, budget.kind)
     if not 0 < target <= 1:
-        raise UnreachableTarget(f"FLOPs target must be a fraction in (0, 1], got {target}")
-    lowest = cm.min_flops() / cm.original_flops
+        raise UnreachableTarget(f"{cost} target must be a fraction in (0, 1], got {target}")
+    lowest = budget.lowest()
     if target < lowest:
         raise UnreachableTarget(
-            f"FLOPs target {target:.3f} is below the lowest reachable {lowest:.3f} of the "
+            f"{cost} target {target:.3f} is below the lowest reachable {lowest:.3f} of the "
             f"original with every compacted group at its minimum width; raise the target or lower "
             f"min_ratio/min_channels/round_to" + ("" if cm.config.scope.value == "all" else ", or use scope='all'"))
 
 
 class NormSchedule:
-    """ResRep's norm-ranked mask schedule with a FLOPs target.
+    """ResRep's norm-ranked mask schedule with a FLOPs (or latency) target.
 
     Args:
         cm: the compacted model.
-        target: FLOPs after surgery as a fraction of the original's fvcore FLOPs.
+        target: cost after surgery as a fraction of the budget's reference (FLOPs: the
+            original's fvcore FLOPs).
         warmup: optimizer steps before the first mask update.
         interval: steps between updates.
         granularity: at most this many more units masked per update than before (ResRep's pacing,
@@ -47,11 +54,14 @@ class NormSchedule:
         until: step by which the target is reached: the masked count may also grow linearly from
             the warm-up to this step, so a short loop of a user's own reaches its target
             (``None``: granularity alone paces the masks).
+        budget: what the target limits (default: :class:`FlopsBudget`; a
+            :class:`capdist.measure.latency_budget.LatencyBudget` for a latency target).
     """
 
     def __init__(self, cm: CompactorModel, target: float, warmup: int = 0, interval: int = 1,
-                 granularity: int = 4, until: int | None = None) -> None:
-        check_target(cm, target)
+                 granularity: int = 4, until: int | None = None, budget: Budget | None = None) -> None:
+        self.budget = budget or FlopsBudget(cm)
+        check_target(cm, target, self.budget)
         if until is not None and until < warmup:
             raise ValueError(f"until ({until}) must not come before the warm-up ends ({warmup})")
         self.cm = cm
@@ -90,8 +100,9 @@ class NormSchedule:
         """
         if self.reached():
             return True
-        got = self.cm.flops() / self.cm.original_flops
-        msg = (f"the mask schedule reached {got:.3f} of the FLOPs, not the target {self.target:.3f}, after "
+        got = self.budget.fraction()
+        cost = COST_NAMES.get(self.budget.kind, self.budget.kind)
+        msg = (f"the mask schedule reached {got:.3f} of the {cost}, not the target {self.target:.3f}, after "
                f"{self.steps} steps; give it more steps or pass until=STEP so the masks reach it in time")
         if strict:
             raise UnreachableTarget(msg)
@@ -101,8 +112,8 @@ class NormSchedule:
         return False
 
     def reached(self) -> bool:
-        """Whether the current masks meet the FLOPs target."""
-        return self.cm.flops() <= self.target * self.cm.original_flops * (1 + 1e-9)
+        """Whether the current masks meet the target."""
+        return self.budget.fraction() <= self.target * (1 + 1e-9)
 
     def _rounded(self, counts: np.ndarray, minimum: np.ndarray) -> np.ndarray:
         """Kept units per group rounded up to the nearest allowed width."""
@@ -123,7 +134,7 @@ class NormSchedule:
         minimum = np.array([cm.min_units(g) for g in groups])
         norms = [g.unit_norms().numpy() for g in groups]
         owner = np.concatenate([np.full(len(n), i) for i, n in enumerate(norms)])
-        flat = np.concatenate(norms)
+        flat = np.concatenate(ranking_scores(norms, self.budget.unit_savings()))
         order = np.argsort(flat, kind="stable")
         removable = periods - minimum
         walk = []
@@ -134,19 +145,19 @@ class NormSchedule:
                 taken[gi] += 1
                 walk.append(gi)
         walk_arr = np.array(walk, dtype=int)
-        budget = self.target * cm.original_flops * (1 + 1e-9)
+        budget = self.target * (1 + 1e-9)
 
-        def flops_after(n: int) -> float:
+        def cost_after(n: int) -> float:
             removed = np.bincount(walk_arr[:n], minlength=len(groups))
             kept_units = self._rounded(periods - removed, minimum)
-            return cm.flops(kept_units * sizes)
+            return self.budget.fraction(kept_units * sizes)
 
         lo, hi = 0, len(walk_arr)
-        if flops_after(hi) > budget:
+        if cost_after(hi) > budget:
             lo = hi
         while lo < hi:
             mid = (lo + hi) // 2
-            if flops_after(mid) <= budget:
+            if cost_after(mid) <= budget:
                 hi = mid
             else:
                 lo = mid + 1

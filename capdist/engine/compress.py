@@ -30,8 +30,10 @@ from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import block_feature_loss, pool_features, pooled_feature_loss
 from ..errors import UnreachableTarget
-from ..io.atomic import check_out_dir, prepare_out_dir, removed_on_failure
+from ..io.atomic import atomic_write_json, check_out_dir, prepare_out_dir, removed_on_failure
+from ..io.export import EmbeddingOnly
 from ..io.sources import open_model
+from ..measure.latency_budget import LatencyBudget, build_latency_budget
 from ..measure.report import plot_mask_history
 from ..models.view import inner, like
 from .distributed import DistContext, init_distributed
@@ -48,6 +50,12 @@ class CompressConfig:
 
     Attributes:
         target_flops: FLOPs of the result as a fraction of the teacher's.
+        target_latency: latency of the result as a fraction of the teacher's on the run's device, at
+            ``latency_batch`` and ``latency_input_size`` (replaces the FLOPs target; a per-layer
+            latency table is measured, cached and calibrated first, see
+            :mod:`capdist.measure.latency_budget`).
+        latency_batch: images per pass for the latency target.
+        latency_table_time: seconds of timing behind each latency-table entry.
         schedule: ``"retrieval"`` (CDD's RGGR, capped at the target) or ``"norm"`` (ResRep).
         scope: ``"internal"`` or ``"all"`` compactor placement.
         mask_warmup: epochs before masks start.
@@ -79,6 +87,9 @@ class CompressConfig:
     """
 
     target_flops: float = 0.35
+    target_latency: float | None = None
+    latency_batch: int = 1
+    latency_table_time: float = 0.02
     schedule: str = "retrieval"
     scope: str = "internal"
     mask_warmup: float = 1.0
@@ -168,6 +179,43 @@ def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig, 
     return max(config.penalty, reach / max(travel, 1e-12))
 
 
+RECALIBRATE_AT = (0.5, 0.9, 1.0)
+
+
+class BudgetState:
+    """The latency budget's calibration as checkpointed state: the savings scale and how many of the
+    recalibration points (:data:`RECALIBRATE_AT`, fractions of the reduction asked for) are done."""
+
+    def __init__(self, budget: LatencyBudget) -> None:
+        self.budget = budget
+        self.done = 0
+
+    def state_dict(self) -> dict:
+        return {"scale": torch.tensor(self.budget.scale, dtype=torch.float64), "done": torch.tensor(self.done)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.budget.scale = float(state["scale"])
+        self.done = int(state["done"])
+
+
+def latency_budget_for(cm, teacher: nn.Module, example: torch.Tensor, config: CompressConfig, image_shape,
+                       out: Path, ctx: DistContext, resume: bool) -> LatencyBudget:
+    """Build the latency budget on rank 0 (or read the run's own on resume) and share it through
+    ``latency_budget.json`` in the run directory, so every rank predicts the same."""
+    path = out / "latency_budget.json"
+    if not (resume and path.is_file()) and ctx.is_main:
+        size = tuple(config.latency_input_size or image_shape)
+        log.info("measuring the latency table at %s, batch %d, on %s", "x".join(map(str, size)),
+                 config.latency_batch, ctx.device)
+        budget = build_latency_budget(cm, EmbeddingOnly(teacher), example, size, config.latency_batch, str(ctx.device),
+                                      min_run_time=config.latency_table_time)
+        atomic_write_json(path, budget.to_dict())
+    ctx.barrier()
+    budget = LatencyBudget.from_dict(cm, json.loads(path.read_text()))
+    budget.device = str(ctx.device)
+    return budget
+
+
 def resolve_data(data: str | RetrievalData, train_subset: int | None = None, test_subset: int | None = None,
                  seed: int = 0) -> RetrievalData:
     """A dataset spec or a :class:`RetrievalData` already in hand, with the requested subsets."""
@@ -238,14 +286,17 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
             log.warning("the masks start after %d steps of warm-up but were to reach the target by step %d; they "
                         "reach it at the first update after the warm-up instead", warmup,
                         int(config.mask_until * total))
+        budget = None if config.target_latency is None else latency_budget_for(
+            cm, teacher, example, config, data.image_shape, out, ctx, resume)
+        target = config.target_flops if budget is None else config.target_latency
         if config.schedule == "norm":
-            schedule = NormSchedule(cm, config.target_flops, warmup=warmup, interval=interval, granularity=1,
-                                    until=deadline)
+            schedule = NormSchedule(cm, target, warmup=warmup, interval=interval, granularity=1,
+                                    until=deadline, budget=budget)
         elif config.schedule == "retrieval":
             k = config.k or (2 if config.neighbours == "teacher" else 5)
-            schedule = RetrievalSchedule(cm, config.target_flops, warmup=warmup, interval=interval, k=k,
+            schedule = RetrievalSchedule(cm, target, warmup=warmup, interval=interval, k=k,
                                          ratio=config.ratio, bank_size=config.bank_size, deadline=deadline,
-                                         neighbours=config.neighbours)
+                                         neighbours=config.neighbours, budget=budget)
         else:
             raise ValueError(f"unknown schedule '{config.schedule}' (retrieval or norm)")
         last_feats: dict[str, dict] = {}
@@ -266,11 +317,20 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
             last_feats["t"] = {g: pool_features(cap_t.features[n]).detach() for g, n in group_layers.items()}
             return {"loss": sum(terms.values()), **terms}
 
+        calibration = BudgetState(budget) if budget is not None else None
+
         def after_step(step: int) -> None:
             if isinstance(schedule, NormSchedule):
-                schedule.step()
+                updated = schedule.step()
             else:
-                schedule.observe(last_feats["s"], last_feats["t"])
+                updated = schedule.observe(last_feats["s"], last_feats["t"])
+            if calibration is None or not updated or calibration.done >= len(RECALIBRATE_AT):
+                return
+            progress = (1.0 - budget.fraction()) / max(1e-9, 1.0 - target)
+            if progress >= RECALIBRATE_AT[calibration.done] - 1e-6:
+                while calibration.done < len(RECALIBRATE_AT) and progress >= RECALIBRATE_AT[calibration.done] - 1e-6:
+                    calibration.done += 1
+                budget.scale = ctx.broadcast_float(budget.recalibrate(example) if ctx.is_main else 0.0)
 
         groups = cm.param_groups(lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
                                  compactor_momentum=config.compactor_momentum)
@@ -280,7 +340,9 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
         if head or more:
             groups.append({"params": head + more})
         trainer = Trainer(student, objective, data.train, tcfg, out, param_groups=groups, ctx=ctx,
-                          stateful={"schedule": schedule, "task": task}, after_step=after_step)
+                          stateful={"schedule": schedule, "task": task,
+                                    **({"latency_budget": calibration} if calibration is not None else {})},
+                          after_step=after_step)
         # identity-initialised compactors: a group of n compactors starts with joint row norms sqrt(n)
         reach = 2.0 * max((math.sqrt(len(g.compactors)) for g in cm.groups), default=1.0)
         cm.config.masked_penalty = masked_penalty_for(trainer, deadline, config, reach)
@@ -301,7 +363,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
     report: dict = {}
     if ctx.is_main:
         report = _finish(cm, student, teacher, data, config, out, str(ctx.device), train_seconds,
-                         blocks or stages, data.name, weights_used, feature_loss, attribution, kept_head)
+                         blocks or stages, data.name, weights_used, feature_loss, attribution, kept_head, budget)
     ctx.barrier()
     return report
 
@@ -346,7 +408,8 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
 
 def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, device: str, train_seconds: float,
             feature_layers: list[str], data_spec: str, loss_weights: dict, feature_loss: str,
-            attribution: dict | None = None, kept_head: TeacherHead | None = None) -> dict:
+            attribution: dict | None = None, kept_head: TeacherHead | None = None,
+            budget: LatencyBudget | None = None) -> dict:
     """Surgery, optional fine-tuning, evaluation and the output directory."""
     student.eval()
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
@@ -365,7 +428,9 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
         kept_head.release(final)
         kept_head.release(pruned)
         kept_head.release()
-    rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size)
+    predicted = budget.fraction() if budget is not None else None
+    batches = tuple(sorted({1, 32, config.latency_batch}))
+    rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size, batches=batches)
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
     if config.min_ratio != CompressConfig.min_ratio:
         label += f" (min-ratio {config.min_ratio:g})"
@@ -386,11 +451,19 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
              "masked_rows_drift": res.drift, "training_seconds": round(train_seconds, 1),
              "feature_loss": feature_loss, "distill_blocks": feature_layers, "loss_terms": loss_weights,
              "gallery": config.gallery}
+    if budget is not None:
+        measured = rows[-1][f"latency_ratio_b{config.latency_batch}"]
+        extra["latency_budget"] = {
+            "target": config.target_latency, "batch": config.latency_batch, "device": device,
+            "input_size": list(config.latency_input_size or data.image_shape), "predicted": round(predicted, 4),
+            "measured": round(measured, 4), "within_5_percent": abs(measured / config.target_latency - 1) <= 0.05,
+            "calibration": budget.calibration, "table": "latency_budget.json"}
     if attribution is not None:
         extra["rggr"] = attribution
-        plot_mask_history(attribution, config.target_flops, out / "mask_schedule.png")
+        plot_mask_history(attribution, config.target_latency or config.target_flops, out / "mask_schedule.png")
     settings = {"compress": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
     save_result(out, final, teacher, data, data_spec, res.plan, settings, rows, extra,
                 f"capdist compress: {config.schedule} schedule, scope {config.scope}, "
-                f"target {config.target_flops:.0%} FLOPs")
+                + (f"target {config.target_flops:.0%} FLOPs" if budget is None else
+                 f"target {config.target_latency:.0%} of the teacher's latency"))
     return json.loads((out / "report.json").read_text())

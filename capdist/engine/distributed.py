@@ -39,6 +39,14 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item() > 0)
 
+    def broadcast_float(self, value: float) -> float:
+        """Rank 0's ``value`` on every rank."""
+        if not self.enabled:
+            return value
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.broadcast(t, src=0)
+        return float(t.item())
+
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()

@@ -28,7 +28,8 @@ LATENCY_BATCHES = (1, 32)
 
 
 def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device: str, repeats: int = 10,
-               latency_input_size: tuple[int, ...] | None = None, rounds: int = 5) -> list[dict]:
+               latency_input_size: tuple[int, ...] | None = None, rounds: int = 5,
+               batches: tuple[int, ...] = LATENCY_BATCHES) -> list[dict]:
     """Cost, symmetric retrieval, asymmetric retrieval against the first entry's gallery (the
     teacher), and latency of every model timed side by side with the teacher in interleaved rounds.
 
@@ -39,6 +40,7 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
         repeats: passes behind each latency figure (split over ``rounds``).
         latency_input_size: C, H, W to time at (default: the training size).
         rounds: interleaved timing rounds.
+        batches: batch sizes to time.
     """
     teacher = entries[0][1].to(device)
     shape = tuple(data.image_shape)
@@ -53,14 +55,14 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
         rows.append(row)
     size = tuple(latency_input_size or shape)
     log.info("timing %d models side by side at %s on %s", len(entries), "x".join(map(str, size)), device)
-    timing = time_side_by_side({name: EmbeddingOnly(model) for name, model in entries}, size, LATENCY_BATCHES,
+    timing = time_side_by_side({name: EmbeddingOnly(model) for name, model in entries}, size, batches,
                                rounds=rounds, repeats=max(1, repeats // rounds), device=device,
                                reference=entries[0][0])
     for row in rows:
         t = timing[row["name"]]
         row.update({"latency_device": t["device"], "latency_threads": t["threads"],
                     "latency_input_size": t["input_size"], "latency_rounds": t["rounds"]})
-        for b in LATENCY_BATCHES:
+        for b in batches:
             cell = t[f"b{b}"]
             row[f"latency_b{b}_ms"] = cell["median_ms"]
             row[f"latency_ratio_b{b}"] = cell["ratio"]

@@ -16,6 +16,7 @@ import torch
 
 from ..data import RetrievalData, fetch
 from ..io.atomic import check_out_dir, prepare_out_dir
+from ..measure.latency_table import build_latency_table
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from ..models.view import has_logits, inner, like
 from ..pruners import prune_to_flops
@@ -32,6 +33,11 @@ class PruneConfig:
         method: magnitude, l2, taylor, bn_scale, lamp, fpgm, random, or ``none`` (no pruning: the
             unpruned model trained for the same budget, to show what the epochs alone give).
         target_flops: FLOPs of the result as a fraction of the teacher's.
+        target_latency: latency of the result as a fraction of the teacher's on the run's device at
+            ``latency_batch`` and ``latency_input_size`` (instead of FLOPs; the pruning ratio is
+            bisected on a per-layer latency table's prediction).
+        latency_batch: images per pass for the latency target.
+        latency_table_time: seconds of timing behind each latency-table entry.
         round_to: kept widths are multiples of this.
         global_pruning: rank channels across layers.
         finetune_epochs: epochs of fine-tuning (CE + triplet + KD + extras).
@@ -47,6 +53,9 @@ class PruneConfig:
 
     method: str = "magnitude"
     target_flops: float = 0.35
+    target_latency: float | None = None
+    latency_batch: int = 1
+    latency_table_time: float = 0.02
     round_to: int | None = None
     global_pruning: bool = False
     finetune_epochs: int = 5
@@ -83,11 +92,19 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
             return smoothed_cross_entropy(o["logits"], pids) + batch_hard_triplet(o["feature"], pids)
         return batch_hard_triplet(o["embedding"], pids)
 
+    table = None
+    if config.target_latency is not None and config.method != "none":
+        size = tuple(config.latency_input_size or data.image_shape)
+        table = build_latency_table(inner(teacher), size, config.latency_batch, device,
+                                    min_run_time=config.latency_table_time)
+        inner(teacher).to("cpu")
     if config.method == "none":
         pruned, plan, ratio = copy.deepcopy(teacher), None, 0.0
     else:
-        result = prune_to_flops(inner(teacher), example, config.method, config.target_flops, config.round_to,
-                                config.global_pruning, loss_fn)
+        cost = (lambda net: table.predict_model(net) / table.total_ms) if table is not None else None
+        result = prune_to_flops(inner(teacher), example, config.method, config.target_latency or config.target_flops,
+                                config.round_to, config.global_pruning, loss_fn, cost=cost,
+                                cost_name="FLOPs" if table is None else "latency")
         pruned, plan, ratio = like(teacher, result.model), result.plan, result.ratio
     prepare_out_dir(out, overwrite=overwrite, recipe=("prune", recipe) if recipe else None)
     entries = [("teacher", teacher)]
@@ -99,15 +116,25 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
                                 config.kd_temperature, out / "finetune", config.distill, kd=config.kd,
                                 device=device, gallery=config.gallery)
         entries.append((f"{config.method} + {config.finetune_epochs} fine-tune epochs", final))
-    rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size)
+    rows = model_rows(entries, data, device, config.latency_repeats, config.latency_input_size,
+                      batches=tuple(sorted({1, 32, config.latency_batch})))
     method = config.method if config.method != "none" else ("unpruned + KD" if config.kd else "unpruned, no KD")
     method += " (teacher gallery)" if config.gallery == "teacher" else ""
     extra = {"method": method, "target_flops": config.target_flops if plan else 1.0, "ratio": round(ratio, 4),
              "finetune_epochs": config.finetune_epochs, "global_pruning": config.global_pruning,
              "training_seconds": round(time.time() - start, 1), "loss_terms": tuned, "gallery": config.gallery}
+    if table is not None:
+        measured = rows[-1][f"latency_ratio_b{config.latency_batch}"]
+        extra["latency_budget"] = {
+            "target": config.target_latency, "batch": config.latency_batch, "device": device,
+            "input_size": list(table.key["input_size"]), "predicted": round(cost(result.model), 4),
+            "measured": round(measured, 4), "within_5_percent": abs(measured / config.target_latency - 1) <= 0.05,
+            "calibration": "none: the pruning ratio is bisected on the table's prediction"}
     settings = {"prune": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
+    goal = (f"{config.target_flops:.0%} FLOPs" if table is None else f"{config.target_latency:.0%} of the teacher's "
+            "latency")
     save_result(out, final, teacher, data, data.name, plan, settings, rows, extra,
-                f"capdist prune: {config.method}, target {config.target_flops:.0%} FLOPs")
+                f"capdist prune: {config.method}, target {goal}")
     import json
 
     return json.loads((out / "report.json").read_text())

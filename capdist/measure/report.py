@@ -109,6 +109,7 @@ def plot_mask_history(attribution: dict, target: float, path: str | Path) -> Non
     """FLOPs over training under the retrieval schedule, with the reduction split into what
     retrieval guidance masked and what the norm top-up masked (CDD's RGGR, CVPR 2023)."""
     history = attribution.get("history") or []
+    cost = "latency" if attribution.get("cost") == "latency" else "FLOPs"
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     if history:
@@ -116,17 +117,21 @@ def plot_mask_history(attribution: dict, target: float, path: str | Path) -> Non
         retrieval = [100 * h["retrieval"] for h in history]
         norm = [100 * h["norm"] for h in history]
         left = [100 - a - b for a, b in zip(retrieval, norm, strict=True)]
-        ax.stackplot(steps, left, retrieval, norm, labels=["FLOPs kept", "removed by retrieval guidance",
+        ax.stackplot(steps, left, retrieval, norm, labels=[f"{cost} kept", "removed by retrieval guidance",
                                                            "removed by norm top-up"],
                      colors=["#9ecae1", "#31a354", "#fd8d3c"], alpha=0.85)
-        ax.plot(steps, [100 * h["flops"] for h in history], color="black", lw=1, label="FLOPs after the update")
+        ax.plot(steps, [100 * h.get("cost", h["flops"]) for h in history], color="black", lw=1,
+                label=f"{cost} after the update")
+        if cost != "FLOPs":
+            ax.plot(steps, [100 * h["flops"] for h in history], color="gray", lw=1, ls=":",
+                    label="FLOPs after the update")
     ax.axhline(100 * target, color="red", ls="--", lw=1, label=f"target {target:.0%}")
     share = attribution.get("share_of_target", {})
     ax.set_title(f"mask updates ({attribution.get('neighbours')}-ranked neighbours, k={attribution.get('k')}): "
                  f"retrieval reached {100 * share.get('retrieval', 0):.0f}% of the target's reduction, "
                  f"norm top-up {100 * share.get('norm', 0):.0f}%", fontsize=8)
     ax.set_xlabel("training step")
-    ax.set_ylabel("% of the teacher's FLOPs")
+    ax.set_ylabel(f"% of the teacher's {cost}")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
@@ -146,6 +151,11 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
                          f"FLOPs ({share['retrieval']:.0%} of the target's reduction); the norm top-up masked "
                          f"{units['norm']['total']} units, {removed['norm']:.1%} ({share['norm']:.0%}); per group in "
                          "report.json, over training in mask_schedule.png")
+        elif key == "latency_budget":
+            lines.append(f"- latency target {value['target']:.0%} of the teacher's latency at batch {value['batch']}, "
+                         f"{'x'.join(map(str, value['input_size']))} on {value['device']}: predicted "
+                         f"{value['predicted']:.1%}, measured side by side {value['measured']:.1%} ("
+                         f"{'within' if value['within_5_percent'] else 'not within'} 5% of the request)")
         else:
             lines.append(f"- {key}: {value}")
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())

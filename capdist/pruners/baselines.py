@@ -82,8 +82,9 @@ def _prune_once(model: nn.Module, example: torch.Tensor, method: str, ratio: flo
 
 def prune_to_flops(model: nn.Module, example: torch.Tensor, method: str, target: float, round_to: int | None = None,
                    global_pruning: bool = False, loss_fn: Callable[[nn.Module], torch.Tensor] | None = None,
-                   tolerance: float = 0.01, iterations: int = 14) -> PruneResult:
-    """Prune a copy of ``model`` with ``method`` so its fvcore FLOPs land just under ``target``.
+                   tolerance: float = 0.01, iterations: int = 14,
+                   cost: Callable[[nn.Module], float] | None = None, cost_name: str = "FLOPs") -> PruneResult:
+    """Prune a copy of ``model`` with ``method`` so its fvcore FLOPs (or another cost) land just under ``target``.
 
     Args:
         model: the trained network (not modified).
@@ -94,6 +95,9 @@ def prune_to_flops(model: nn.Module, example: torch.Tensor, method: str, target:
         global_pruning: rank channels across layers (else the same ratio per layer).
         loss_fn: ``loss_fn(model) -> scalar`` on a batch, for Taylor importance.
         tolerance: stop once within this fraction below the target.
+        cost: ``cost(pruned) -> fraction of the original`` to bisect on instead of FLOPs (e.g. a
+            latency table's prediction).
+        cost_name: what ``cost`` measures, for messages.
 
     Raises:
         UnsupportedModel: unknown method.
@@ -103,26 +107,29 @@ def prune_to_flops(model: nn.Module, example: torch.Tensor, method: str, target:
         raise UnsupportedModel(f"unknown pruning method '{method}'; valid: {', '.join(METHODS)}")
     example = example[:1]
     original = fvcore_by_module(model, (example,))[""]
-    budget = target * original
+
+    def fraction(net: nn.Module) -> float:
+        return cost(net) if cost is not None else fvcore_by_module(net, (example,))[""] / original
+
     lo, hi = 0.0, 0.95
     best = None
     for _ in range(iterations):
         mid = (lo + hi) / 2
         net, history = _prune_once(model, example, method, mid, round_to, global_pruning, loss_fn)
-        flops = fvcore_by_module(net, (example,))[""]
-        if flops <= budget:
-            best = (net, history, mid, flops)
+        got = fraction(net)
+        if got <= target:
+            best = (net, history, mid)
             hi = mid
-            if flops >= budget * (1 - tolerance):
+            if got >= target * (1 - tolerance):
                 break
         else:
             lo = mid
     if best is None:
         net, history = _prune_once(model, example, method, 0.95, round_to, global_pruning, loss_fn)
-        low = fvcore_by_module(net, (example,))[""] / original
-        raise UnreachableTarget(f"{method} pruning cannot reach {target:.3f} of the FLOPs (lowest {low:.3f} at "
-                                "ratio 0.95); raise the target")
-    net, history, ratio, flops = best
+        raise UnreachableTarget(f"{method} pruning cannot reach {target:.3f} of the {cost_name} (lowest "
+                                f"{fraction(net):.3f} at ratio 0.95); raise the target")
+    net, history, ratio = best
+    flops = fvcore_by_module(net, (example,))[""]
     plan = {"version": 1, "kind": "torch-pruning", "method": method, "ratio": ratio,
             "input_shapes": [list(example.shape)], "tp_history": history}
     return PruneResult(model=net, plan=plan, ratio=ratio, flops=int(flops), original_flops=int(original))

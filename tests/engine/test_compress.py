@@ -279,3 +279,39 @@ def test_teacher_head_freezes_the_classifier_and_releases_it_on_copies_too():
     head.release()
     for m in (net, pruned):
         assert m.classifier.weight.requires_grad and not m.neck.bias.requires_grad  # BoT never trains it
+
+
+@pytest.mark.parametrize("schedule", ["norm", "retrieval"])
+def test_latency_target_is_predicted_calibrated_and_checked_side_by_side(teacher_dir, tmp_path, monkeypatch, schedule):
+    monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = _config(schedule, "all")
+    cfg.target_latency, cfg.latency_table_time = 0.8, 0.002
+    cfg.latency_input_size = (3, 48, 48)
+    out = tmp_path / "out"
+    report = compress(str(teacher_dir), None, "digits", cfg, out, train_subset=320)
+    budget = report["latency_budget"]
+    assert budget["target"] == 0.8 and budget["batch"] == 1 and budget["device"] == "cpu"
+    assert budget["predicted"] <= 0.8 + 1e-4
+    assert budget["measured"] == pytest.approx(report["models"][-1]["latency_ratio_b1"], abs=1e-4)
+    assert set(budget["calibration"]["probes"]) == {"uniform 0.5", "uniform 0.25"}
+    assert 1 <= len(budget["calibration"]["during_training"]) <= 3
+    saved = json.loads((out / "latency_budget.json").read_text())
+    assert saved["table"]["key"]["batch"] == 1 and saved["reference_ms"] > 0
+    assert len(list((tmp_path / "cache").rglob("*.json"))) == 1
+    assert "latency target 80% of the teacher's latency at batch 1" in (out / "report.md").read_text()
+    if schedule == "retrieval":
+        assert report["rggr"]["cost"] == "latency"
+        assert (out / "mask_schedule.png").is_file()
+
+
+def test_prune_bisects_on_the_latency_table(teacher_dir, tmp_path, monkeypatch):
+    from capdist.engine.prune import PruneConfig, prune_run
+
+    monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = PruneConfig(method="magnitude", target_latency=0.8, latency_table_time=0.002, finetune_epochs=0,
+                      latency_repeats=2, latency_input_size=(3, 48, 48))
+    report = prune_run(str(teacher_dir), None, "digits", cfg, tmp_path / "out", train_subset=320)
+    budget = report["latency_budget"]
+    assert 0.7 <= budget["predicted"] <= 0.8
+    assert budget["measured"] == pytest.approx(report["models"][-1]["latency_ratio_b1"], abs=1e-4)
+    assert report["models"][-1]["flops"] < report["models"][0]["flops"]

@@ -1,0 +1,139 @@
+"""Seed-averaged comparison: mean and standard deviation over seeds per protocol, target and method
+(CDD, CVPR 2023, reports single runs; here a difference counts only outside the seed-to-seed spread).
+
+Reads ``ROOT/<protocol>-<target>/<method>-seed<N>/report.json`` as ``scripts/seed_study.sh`` writes
+them, and writes ``seeds.md``, ``seeds.json`` and ``seeds.png`` (mAP with one-standard-deviation
+error bars) into ``OUT``::
+
+    .venv/bin/python -m capdist.benchmarks.seed_table runs/bench/seeds docs/benchmarks/seeds-fmnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+from ..io.atomic import atomic_write_bytes, atomic_write_json
+
+BASELINES = ("magnitude", "taylor")
+SEEDED = re.compile(r"^(?P<method>.+)-seed(?P<seed>\d+)$")
+CELL = re.compile(r"^(?P<protocol>.+)-(?P<target>\d+)$")
+
+
+def _stats(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values), "values": values}
+
+
+def collect(root: str | Path) -> dict:
+    """``{cell: {"teacher": mAP, "methods": {method: {"mAP": stats, "mAP_asym": stats, "flops": mean}}}}``."""
+    cells: dict = {}
+    for report in sorted(Path(root).glob("*/*-seed*/report.json")):
+        cell, run = report.parent.parent.name, report.parent.name
+        m, c = SEEDED.match(run), CELL.match(cell)
+        if not m or not c:
+            continue
+        data = json.loads(report.read_text())
+        first, final = data["models"][0], data["models"][-1]
+        entry = cells.setdefault(cell, {"protocol": c["protocol"], "target": int(c["target"]) / 100,
+                                        "teacher": 100 * first["symmetric"]["mAP"], "runs": {}})
+        runs = entry["runs"].setdefault(m["method"], [])
+        runs.append({"seed": int(m["seed"]), "mAP": 100 * final["symmetric"]["mAP"],
+                     "mAP_asym": 100 * final["asymmetric"]["mAP"] if final.get("asymmetric") else None,
+                     "flops": final["flops"] / first["flops"]})
+    for entry in cells.values():
+        entry["methods"] = {}
+        for method, runs in sorted(entry.pop("runs").items()):
+            asym = [r["mAP_asym"] for r in runs if r["mAP_asym"] is not None]
+            entry["methods"][method] = {"mAP": _stats([r["mAP"] for r in runs]),
+                                        "mAP_asym": _stats(asym) if asym else None,
+                                        "flops": statistics.fmean(r["flops"] for r in runs),
+                                        "seeds": sorted(r["seed"] for r in runs)}
+    return cells
+
+
+def verdict(entry: dict, method: str) -> str:
+    """How ``method`` compares with the best baseline: a win or loss only outside both spreads."""
+    base = [(entry["methods"][b]["mAP"], b) for b in BASELINES if b in entry["methods"]]
+    if not base or method not in entry["methods"] or method in BASELINES:
+        return ""
+    best, name = max(base, key=lambda t: t[0]["mean"])
+    mine = entry["methods"][method]["mAP"]
+    gap = mine["mean"] - best["mean"]
+    if min(mine["n"], best["n"]) < 2:
+        return f"{gap:+.2f} vs {name} (one seed: no spread yet)"
+    spread = max(mine["std"], best["std"])
+    if abs(gap) <= spread:
+        return f"{gap:+.2f} vs {name}: inside the spread"
+    return f"{gap:+.2f} vs {name}: {'better' if gap > 0 else 'worse'}, outside one std"
+
+
+def markdown(cells: dict) -> str:
+    lines = ["# Seed-averaged study (Fashion-MNIST, ResNet-18)", "",
+             "Reproduce: `scripts/seed_study.sh`, then `.venv/bin/python -m capdist.benchmarks.seed_table "
+             "runs/bench/seeds docs/benchmarks/seeds-fmnist`. Mean ± standard deviation over the seeds listed; "
+             "each seed also draws the 3,000 training images. 'teacher gallery' is asymmetric mAP (compressed "
+             "queries against the teacher's gallery).", ""]
+    for entry in sorted(cells.values(), key=lambda e: (e["target"], e["protocol"])):
+        lines += [f"## {entry['protocol']}, {entry['target']:.0%} of the FLOPs", "",
+                  f"Teacher mAP {entry['teacher']:.2f}.", "",
+                  "| method | seeds | FLOPs | mAP | mAP (teacher gallery) | vs best baseline |",
+                  "|---|---|---|---|---|---|"]
+        for method, m in entry["methods"].items():
+            asym = f"{m['mAP_asym']['mean']:.2f} ± {m['mAP_asym']['std']:.2f}" if m["mAP_asym"] else "-"
+            lines.append(f"| {method} | {','.join(map(str, m['seeds']))} | {m['flops']:.3f} | "
+                         f"{m['mAP']['mean']:.2f} ± {m['mAP']['std']:.2f} | {asym} | {verdict(entry, method)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(cells: dict, path: Path) -> None:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(cells.values(), key=lambda e: (e["target"], e["protocol"]))
+    fig, axes = plt.subplots(1, len(ordered), figsize=(4.2 * len(ordered), 4.2), squeeze=False)
+    for ax, entry in zip(axes[0], ordered, strict=True):
+        names = list(entry["methods"])
+        means = [entry["methods"][n]["mAP"]["mean"] for n in names]
+        stds = [entry["methods"][n]["mAP"]["std"] for n in names]
+        colors = ["#fd8d3c" if n in BASELINES else "#3182bd" for n in names]
+        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=colors)
+        ax.axhline(entry["teacher"], color="gray", ls="--", lw=1, label="teacher")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
+        ax.set_ylim(min(means) - 3 * max(max(stds), 1), max(entry["teacher"], max(means)) + 2)
+        ax.set_title(f"{entry['protocol']}, {entry['target']:.0%} FLOPs", fontsize=9)
+        ax.set_ylabel("mAP (%), mean ± std over seeds")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("root")
+    parser.add_argument("out")
+    args = parser.parse_args()
+    cells = collect(args.root)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "seeds.json", cells)
+    atomic_write_bytes(out / "seeds.md", markdown(cells).encode())
+    if cells:
+        plot(cells, out / "seeds.png")
+    print(markdown(cells))
+
+
+if __name__ == "__main__":
+    main()

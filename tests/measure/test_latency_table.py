@@ -1,0 +1,174 @@
+"""The per-layer latency table and the latency budget (NetAdapt, ECCV 2018; HALP, NeurIPS 2022)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from capdist.compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
+from capdist.errors import UnreachableTarget
+from capdist.measure.latency_budget import LatencyBudget, build_latency_budget
+from capdist.measure.latency_table import benchmark_timer, build_latency_table, standalone
+from capdist.testing import TinyMobileNet, TinyResNet
+
+SIZE = (3, 16, 16)
+
+
+def multiply_adds(module: nn.Module, x: torch.Tensor, per_channel=None) -> float:
+    """An analytic 'latency': multiply-adds of every conv and linear layer one pass runs (x 1e-3 ms), plus
+    ``per_channel(layer)`` ms per output channel (a cost FLOPs do not see)."""
+    total = [0.0]
+
+    def hook(m, args, out):
+        if isinstance(m, nn.Conv2d):
+            macs = out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            channels = m.out_channels
+        else:
+            macs = out.numel() * m.in_features
+            channels = m.out_features
+        total[0] += macs * 1e-3 + (per_channel(m) if per_channel else 0.0) * channels
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear)) and not hasattr(m, "mask")]
+    with torch.no_grad():
+        module.eval()(x)
+    for h in hooks:
+        h.remove()
+    return total[0]
+
+
+def _masked(cm, fractions):
+    for g, f in zip(cm.groups, fractions, strict=True):
+        keep = torch.zeros(g.spec.period, dtype=torch.bool)
+        keep[: cm.allowed_units(g, max(1, round(f * g.spec.period)))] = True
+        g.set_mask(g.units_to_mask(keep))
+
+
+@pytest.mark.parametrize("net", [TinyResNet(width=16), TinyMobileNet()], ids=["resnet", "mobilenet"])
+def test_prediction_equals_an_analytic_latency_of_any_pruned_network(net):
+    """With a latency that is bilinear in each layer's widths, the table's bilinear lookups between grid points
+    reproduce it exactly for widths off the grid: the prediction of a pruned network equals its latency."""
+    x = torch.randn(2, *SIZE)
+    cm = attach(net, x, CompactorConfig(scope="all"))
+    table = build_latency_table(surgery(cm, x).model, SIZE, varies=cm.cost.varying_widths(), cache_dir=None,
+                                timer=multiply_adds)
+    assert table.rest_ms == pytest.approx(0.0, abs=1e-9)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        _masked(cm, rng.uniform(0.3, 1.0, len(cm.groups)))
+        pruned = surgery(cm, x, tolerance=None).model
+        truth = multiply_adds(pruned, torch.randn(1, *SIZE))
+        assert table.predict_model(pruned) == pytest.approx(truth, rel=1e-9)
+        assert LatencyBudget(cm, table).milliseconds() == pytest.approx(truth, rel=1e-9)
+
+
+def test_lookup_at_a_grid_point_agrees_with_timing_the_layer_directly():
+    """Tolerance: two timings of one layer taken seconds apart on a shared 2-core CPU agree within a factor of
+    two (each is a median of blocked autorange); a load spike can break that for one pair, so the table and the
+    direct figure are taken again, at most three times, until one pair agrees."""
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1))
+    ratios = []
+    for _ in range(3):
+        table = build_latency_table(net, (3, 32, 32), grid=(0.5, 1.0), min_run_time=0.05, cache_dir=None)
+        layer, x = standalone(table.layers["2"], 0.5, 1.0, torch.device("cpu"))
+        assert layer.in_channels == 32 and layer.out_channels == 64 and x.shape == (1, 32, 32, 32)
+        direct = benchmark_timer(0.05)(layer, x)
+        ratios.append(table.layer_ms(np.array([1.0, 0.5]), np.array([1.0, 1.0]))[1] / direct)
+        if 0.5 < ratios[-1] < 2.0:
+            break
+    assert 0.5 < ratios[-1] < 2.0, ratios
+
+
+def test_table_is_monotone_and_cached_per_batch(tmp_path):
+    net = TinyResNet(width=16)
+    calls = []
+
+    def counting(module, x):
+        calls.append(1)
+        return multiply_adds(module, x) + float(np.random.default_rng(len(calls)).uniform(0, 50))
+
+    first = build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    for entry in first.layers.values():
+        ms = np.array(entry.ms)
+        assert (np.diff(ms, axis=0) >= 0).all() and (np.diff(ms, axis=1) >= 0).all()
+    measured = len(calls)
+    again = build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    assert len(calls) == measured and again.to_dict() == first.to_dict()
+    build_latency_table(net, SIZE, batch_size=2, cache_dir=tmp_path, timer=counting)
+    assert len(calls) > measured
+    for path in tmp_path.iterdir():
+        path.write_text("{not json")
+    calls.clear()
+    build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    assert calls, "an unreadable cache is measured again"
+    calls.clear()
+    build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    assert not calls, "and written again"
+
+
+def _budgeted(per_channel=None, target=0.6):
+    torch.manual_seed(0)
+    net = TinyResNet(width=16)
+    x = torch.randn(2, *SIZE)
+    cm = attach(net, x, CompactorConfig(scope="all"))
+
+    def timer(module, inp):
+        return multiply_adds(module, inp, per_channel)
+
+    budget = build_latency_budget(cm, TinyResNet(width=16), x, SIZE, cache_dir=None, timer=timer)
+    return cm, budget, x, timer
+
+
+def test_budget_calibration_is_exact_when_the_table_is():
+    cm, budget, _, _ = _budgeted()
+    assert budget.scale == pytest.approx(1.0)
+    for probe in budget.calibration["probes"].values():
+        assert probe["predicted"] == pytest.approx(probe["measured"], abs=1e-4)
+    assert budget.fraction() == pytest.approx(1.0)
+    assert budget.calibration["student_vs_teacher"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("schedule", ["norm", "retrieval"])
+def test_schedules_honour_a_latency_budget_and_rank_by_latency_saved(schedule):
+    """The output channels of the stem (the only conv that reads 3 channels) cost 40 ms each in latency, which
+    FLOPs do not see: with compactor rows of equal norm, the latency budget prunes that group most and meets
+    the target, where a FLOPs budget of the same value keeps more of it."""
+    cm, budget, x, timer = _budgeted(lambda m: 40.0 if isinstance(m, nn.Conv2d) and m.in_channels == 3 else 0.0)
+    expensive = next(g for g in cm.groups if "stem.0" in g.spec.producers)
+    if schedule == "norm":
+        NormSchedule(cm, 0.6, budget=budget).update(limit=10**9)
+    else:
+        RetrievalSchedule(cm, 0.6, budget=budget).top_up()
+    assert 0.5 < budget.fraction() <= 0.6 + 1e-9
+    truth = timer(surgery(cm, x, tolerance=None).model, torch.randn(1, *SIZE)) / budget.reference_ms
+    assert truth == pytest.approx(budget.fraction(), rel=1e-6)
+    kept_for_latency = int(expensive.mask.sum())
+    assert kept_for_latency < expensive.channels // 2
+    for g in cm.groups:
+        g.set_mask(torch.ones(g.channels, dtype=torch.bool))
+    NormSchedule(cm, 0.6).update(limit=10**9)
+    assert int(expensive.mask.sum()) > kept_for_latency
+
+
+def test_recalibration_scales_savings_to_the_measured_widths():
+    cm, budget, x, timer = _budgeted()
+    NormSchedule(cm, 0.5, budget=budget).update(limit=10**9)
+    before = budget.fraction()
+    budget.timer = lambda module, inp: 0.5 * timer(module, inp) + 0.5 * multiply_adds(budget._plain, inp)
+    scale = budget.recalibrate(x)
+    assert scale == pytest.approx(0.5, rel=1e-6)
+    assert budget.fraction() == pytest.approx(1 - 0.5 * (1 - before), rel=1e-9)
+    assert budget.calibration["during_training"][-1]["measured"] == pytest.approx(1 - 0.5 * (1 - before), abs=1e-4)
+    restored = LatencyBudget.from_dict(cm, json.loads(json.dumps(budget.to_dict())))
+    assert restored.fraction() == pytest.approx(budget.fraction())
+
+
+def test_unreachable_latency_target_says_latency():
+    cm, budget, _, _ = _budgeted()
+    lowest = budget.lowest()
+    assert 0 < lowest < 0.2
+    with pytest.raises(UnreachableTarget, match=f"latency target {lowest / 2:.3f} is below the lowest reachable "
+                                                f"{lowest:.3f}"):
+        NormSchedule(cm, lowest / 2, budget=budget)
