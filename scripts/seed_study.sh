@@ -3,10 +3,11 @@
 # classes), 10% and 25% of the FLOPs, seeds 0-2 per cell, the standard study's sizes (ResNet-18,
 # 3,000 training images, 3 epochs after a 6-epoch teacher, 2,000 queries). Per cell: CDD with the
 # authors' block loss and the norm schedule, with RGGR (our neighbour search and the authors'),
-# magnitude and Taylor pruning with the same losses and epochs. Open set at 25% adds CDD with the
-# earlier stage loss and CDD with --gallery teacher. The seed also draws the training subset.
-# Cells run in order of what they decide (10% first; the authors' RGGR search after the four main
-# methods). Runs that already hold a report.json are kept, so an interrupted study resumes where it stopped.
+# magnitude and Taylor pruning with the same losses and epochs; then CDD with the earlier stage loss,
+# with per-channel-scale residual compactors (the cheaper training step) and with the authors' RGGR
+# search. Open set at 25% adds CDD with --gallery teacher. The seed also draws the training subset.
+# Cells run in order of what they decide (10% first). Runs that already hold a report.json are
+# kept, so an interrupted study resumes where it stopped.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds docs/benchmarks/seeds-fmnist
 set -euo pipefail
 R=${R:-runs/bench/seeds}
@@ -34,11 +35,17 @@ for target in 10 25; do
       done
     done
     for seed in 0 1 2; do
+      run "$C/cdd-norm-stage-loss-seed$seed" "${cdd[@]}" --schedule norm --feature-loss stage --seed "$seed"
+    done
+    for seed in 0 1 2; do
+      run "$C/cdd-norm-diagonal-residual-seed$seed" "${cdd[@]}" --schedule norm --residual-compactor diagonal \
+          --seed "$seed"
+    done
+    for seed in 0 1 2; do
       run "$C/cdd-rggr-official-seed$seed" "${cdd[@]}" --schedule retrieval --rggr-neighbours teacher --seed "$seed"
     done
     if [ "$data-$target" = fmnist-open-25 ]; then
       for seed in 0 1 2; do
-        run "$C/cdd-norm-stage-loss-seed$seed" "${cdd[@]}" --schedule norm --feature-loss stage --seed "$seed"
         run "$C/cdd-norm-gallery-teacher-seed$seed" "${cdd[@]}" --schedule norm --gallery teacher --seed "$seed"
       done
     fi

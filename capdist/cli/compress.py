@@ -35,6 +35,9 @@ from .options import (
 @latency_target_options
 @click.option("--schedule", type=click.Choice(["retrieval", "norm"]), default="retrieval", show_default=True)
 @click.option("--scope", type=click.Choice(["internal", "all"]), default="all", show_default=True)
+@click.option("--residual-compactor", type=click.Choice(["dense", "diagonal"]), default="dense", show_default=True,
+              help="Compactors of residual streams (scope all): dense C x C maps, or per-channel scales that cost "
+                   "less per training step.")
 @click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
 @click.option("--mask-warmup", default=1.0, type=click.FloatRange(min=0), show_default=True,
               help="Epochs before masks start.")
@@ -69,8 +72,8 @@ from .options import (
 @click.option("--resume", is_flag=True)
 @click.option("--overwrite", is_flag=True)
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops,
-                 target_latency, latency_batch, schedule,
-                 scope, epochs, mask_warmup, mask_until, mask_ratio, rggr_neighbours, rggr_k, penalty, round_to,
+                 target_latency, latency_batch, schedule, scope, residual_compactor, epochs, mask_warmup, mask_until,
+                 mask_ratio, rggr_neighbours, rggr_k, penalty, round_to,
                  min_ratio, feature_loss, distill, finetune_epochs, student, student_weights, train_subset,
                  test_subset, batch_size, lr, seed, device, gallery, latency_input_size, resume, overwrite,
                  recipe, **data_kw) -> None:
@@ -85,7 +88,8 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
     check_batch(batch_size, settings["instances"])
     dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
     cfg = CompressConfig(target_flops=target_flops, target_latency=target_latency, latency_batch=latency_batch,
-                         schedule=schedule, scope=scope, mask_warmup=mask_warmup,
+                         schedule=schedule, scope=scope, residual_compactor=residual_compactor,
+                         mask_warmup=mask_warmup,
                          mask_until=mask_until, ratio=mask_ratio, neighbours=rggr_neighbours, k=rggr_k,
                          penalty=penalty, round_to=round_to, min_ratio=min_ratio, feature_loss=feature_loss,
                          distill=distill, finetune_epochs=finetune_epochs, latency_input_size=latency_input_size,

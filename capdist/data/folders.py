@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError
+from ..progress import progress
 from .retrieval import JUNK_ID, RetrievalData, TensorImages
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -105,7 +106,8 @@ class ImageFiles(Dataset):
 
     def cached(self) -> TensorImages:
         """Every image decoded now and kept in memory as uint8."""
-        images = torch.stack([decode(Path(p), self.image_size) for p in self.paths])
+        images = torch.stack([decode(Path(p), self.image_size)
+                              for p in progress(self.paths, "decoding images", unit="img")])
         return TensorImages(images, self.pids, self.camids, self.mean, self.std)
 
 

@@ -58,6 +58,9 @@ class CompressConfig:
         latency_table_time: seconds of timing behind each latency-table entry.
         schedule: ``"retrieval"`` (CDD's RGGR, capped at the target) or ``"norm"`` (ResRep).
         scope: ``"internal"`` or ``"all"`` compactor placement.
+        residual_compactor: ``"dense"`` (a C x C compactor per producer of a residual stream) or
+            ``"diagonal"`` (a per-channel scale: the training step costs less, see
+            ``docs/benchmarks/compactor-core.md``).
         mask_warmup: epochs before masks start.
         mask_until: fraction of training by which the norm schedule reaches the target.
         penalty: group-lasso strength (CDD: 4e-3).
@@ -92,6 +95,7 @@ class CompressConfig:
     latency_table_time: float = 0.02
     schedule: str = "retrieval"
     scope: str = "internal"
+    residual_compactor: str = "dense"
     mask_warmup: float = 1.0
     mask_until: float = 0.6
     penalty: float = 4e-3
@@ -258,9 +262,9 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
                             recipe=("compress", recipe) if recipe else None)
         ctx.barrier()
         example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
-        cm = attach(inner(student).train(), example, CompactorConfig(scope=config.scope, penalty=config.penalty,
-                                                                     round_to=config.round_to,
-                                                                     min_ratio=config.min_ratio))
+        cm = attach(inner(student).train(), example, CompactorConfig(
+            scope=config.scope, penalty=config.penalty, round_to=config.round_to, min_ratio=config.min_ratio,
+            diagonal_residual=config.residual_compactor == "diagonal"))
         student.train()
         frozen = Teacher(teacher)
         prefix = "model." if inner(student) is not student else ""
@@ -436,6 +440,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
         label += f" (min-ratio {config.min_ratio:g})"
     if config.round_to != CompressConfig.round_to:
         label += f" (round-to {config.round_to})"
+    if config.residual_compactor != CompressConfig.residual_compactor:
+        label += f" ({config.residual_compactor} residual compactors)"
     if config.feature_loss != CompressConfig.feature_loss:
         label += f" ({config.feature_loss} loss)"
     if config.gallery == "teacher":

@@ -19,6 +19,7 @@ from ..io.run_dir import save_run
 from ..measure.retrieval_metrics import evaluate
 from ..models import RetrievalNet, embed
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
+from ..progress import progress
 from .distributed import DistContext, init_distributed
 from .trainer import TrainConfig, Trainer
 
@@ -54,7 +55,8 @@ def encode(model: nn.Module, dataset, batch_size: int = 256, device: str | torch
     was = model.training
     model.eval().to(device)
     out = []
-    for images, *_ in eval_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda"):
+    loader = eval_loader(dataset, batch_size, workers, pin_memory=device.type == "cuda")
+    for images, *_ in progress(loader, "encoding", total=len(loader), unit="batch"):
         images = images.to(device, non_blocking=True)
         emb = embed(model, images).float()
         if flip:

@@ -36,6 +36,7 @@ from torch import nn
 
 from ..compactor.layers import COMPACTOR_TYPES
 from ..io.atomic import atomic_write_json
+from ..progress import progress
 from .timing import _benchmark
 
 log = logging.getLogger("capdist")
@@ -284,7 +285,7 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
     timer = timer or benchmark_timer(min_run_time)
     measured: dict[tuple, float] = {}
     n = len(grid)
-    for entry in layers.values():
+    for entry in progress(list(layers.values()), "latency table", unit="layer"):
         ins = range(n) if entry.varies[0] else [n - 1]
         outs = range(n) if entry.varies[1] else [n - 1]
         ms = np.zeros((n, n))
