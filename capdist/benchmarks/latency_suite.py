@@ -94,11 +94,12 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, tab
     for g in cm.groups:
         g.set_mask(torch.ones(g.channels, dtype=torch.bool))
     table_start = time.time()
-    budget = build_latency_budget(cm, models["teacher"], example, size, min_run_time=table_time)
+    budget = build_latency_budget(cm, models["teacher"], example, size, min_run_time=table_time, choose_round_to=True)
     table_seconds = time.time() - table_start
     for target in TARGETS:
         for g in cm.groups:
             g.set_mask(torch.ones(g.channels, dtype=torch.bool))
+        budget.calibration.pop("during_training", None)
         budget.scale = budget.calibration["scale"]
         try:
             schedule = NormSchedule(cm, target, budget=budget)
@@ -110,7 +111,8 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, tab
             continue
         models[f"cdd-latency-{target}"] = surgery(cm, example, tolerance=None).model
         rows.append({"method": "CDD, latency target", "target": target, "model": f"cdd-latency-{target}",
-                     "predicted": round(budget.fraction(), 4)})
+                     "predicted": round(budget.fraction(), 4),
+                     "recalibrated": budget.calibration.get("during_training", [])})
     for round_to in (None, 8):
         for target in TARGETS:
             label = "Torch-Pruning uniform magnitude" + (", round_to=8" if round_to else "")
@@ -145,8 +147,8 @@ def markdown(results: list[dict], steps: int) -> str:
              "brackets); every model has its BatchNorms folded (surgery does it for CDD, torch.fx for the others). "
              "Masks: compactors on a randomly initialised network after "
              f"{steps} penalised SGD steps on Fashion-MNIST at 64x64, then each schedule's update at the target; "
-             "the latency-target rows use the per-layer latency table at the deployment size, calibrated on two "
-             "uniform probes and once on their own widths.", ""]
+             "the latency-target rows use the per-layer latency table at the deployment size, calibrated on "
+             "uniform probes and once on their own widths, with round_to chosen by timing as `compress` does.", ""]
     for r in results:
         lines += [f"## {r['model']} at {r['input_size'][1]}x{r['input_size'][2]}", "",
                   f"Unpruned: {r['teacher_ms']} ms; latency table measured in {r['table_seconds']} s.", "",

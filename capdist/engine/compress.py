@@ -212,10 +212,11 @@ def latency_budget_for(cm, teacher: nn.Module, example: torch.Tensor, config: Co
         log.info("measuring the latency table at %s, batch %d, on %s", "x".join(map(str, size)),
                  config.latency_batch, ctx.device)
         budget = build_latency_budget(cm, EmbeddingOnly(teacher), example, size, config.latency_batch, str(ctx.device),
-                                      min_run_time=config.latency_table_time)
+                                      min_run_time=config.latency_table_time, choose_round_to=config.round_to == 1)
         atomic_write_json(path, budget.to_dict())
     ctx.barrier()
     budget = LatencyBudget.from_dict(cm, json.loads(path.read_text()))
+    cm.config.round_to = budget.calibration.get("round_to", {}).get("chosen", cm.config.round_to)
     budget.device = str(ctx.device)
     return budget
 

@@ -8,7 +8,9 @@ time on this device, batch and input size. Layers timed alone do not add up exac
 network (caches, dispatch), and a schedule that searches a measured table favours the entries
 that happen to be measured low, so :func:`build_latency_budget` times two uniformly pruned
 probes of the student side by side with it, and :meth:`LatencyBudget.recalibrate` times the
-schedule's own widths during training; both scale the predicted savings to what was measured.
+schedule's own widths during training; one least-squares factor on the predicted savings fits
+every measured point (the schedule's own widths count twice: they are what will be deployed, and
+one timing on a shared machine is noisy).
 
 Example:
     >>> # budget = build_latency_budget(cm, teacher, example, (3, 224, 224))
@@ -31,6 +33,8 @@ from .timing import time_side_by_side
 
 log = logging.getLogger("capdist")
 PROBES = (0.5, 0.25)
+ODD_PROBE = 0.47
+FAST_MULTIPLE = 8
 
 
 class LatencyBudget:
@@ -109,10 +113,10 @@ class LatencyBudget:
             x = torch.randn(batch, *size, device=self.device)
             measured = self.timer(current.eval().to(self.device), x) / self.timer(self._plain.eval().to(self.device), x)
         predicted = self.raw_milliseconds() / self.table.total_ms
-        if predicted < 1.0 - 1e-6:
-            self.scale = min(2.0, max(0.5, (1.0 - measured) / (1.0 - predicted)))
         self.calibration.setdefault("during_training", []).append(
-            {"predicted_raw": round(predicted, 4), "measured": round(measured, 4), "scale": round(self.scale, 4)})
+            {"predicted_raw": round(predicted, 4), "measured": round(measured, 4)})
+        self.scale = fitted_scale(self.calibration)
+        self.calibration["during_training"][-1]["scale"] = round(self.scale, 4)
         log.info("latency budget recalibrated on the current widths: table %.3f, measured %.3f of the student; "
                  "savings scaled by %.3f", predicted, measured, self.scale)
         return self.scale
@@ -132,10 +136,24 @@ class LatencyBudget:
         return savings
 
 
-def uniform_probe(cm: CompactorModel, fraction: float, example: torch.Tensor) -> tuple[nn.Module, np.ndarray]:
+def fitted_scale(calibration: dict, own_weight: float = 2.0) -> float:
+    """The factor on predicted savings that fits every measured point in least squares (probes with
+    weight 1, the schedule's own widths with ``own_weight``), kept within [0.5, 2]."""
+    points = [(1.0 - p["predicted"], 1.0 - p["measured"], 1.0) for p in calibration.get("probes", {}).values()]
+    points += [(1.0 - p["predicted_raw"], 1.0 - p["measured"], own_weight)
+               for p in calibration.get("during_training", [])]
+    den = sum(w * x * x for x, _, w in points)
+    if den <= 1e-12:
+        return 1.0
+    return min(2.0, max(0.5, sum(w * x * y for x, y, w in points) / den))
+
+
+def uniform_probe(cm: CompactorModel, fraction: float, example: torch.Tensor,
+                  round_to: int | None = None) -> tuple[nn.Module, np.ndarray]:
     """The plain network with every group keeping its first ``fraction`` of units (at an allowed
-    width), and those widths; ``cm``'s masks are left as they were."""
-    saved = cm.masks()
+    width, under ``round_to`` if given), and those widths; ``cm``'s masks and config are left as they were."""
+    saved, saved_round_to = cm.masks(), cm.config.round_to
+    cm.config.round_to = round_to or saved_round_to
     kept = []
     try:
         for g in cm.groups:
@@ -146,13 +164,14 @@ def uniform_probe(cm: CompactorModel, fraction: float, example: torch.Tensor) ->
             kept.append(n * g.spec.unit_size)
         return surgery(cm, example, tolerance=None).model, np.array(kept, dtype=np.float64)
     finally:
+        cm.config.round_to = saved_round_to
         cm.load_masks(saved)
 
 
 def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torch.Tensor,
                          input_size: tuple[int, ...], batch_size: int = 1, device: str = "cpu",
                          probes: tuple[float, ...] = PROBES, rounds: int = 5, min_run_time: float = 0.02,
-                         cache_dir=True, timer: Timer | None = None) -> LatencyBudget:
+                         cache_dir=True, timer: Timer | None = None, choose_round_to: bool = False) -> LatencyBudget:
     """Measure the latency table of ``cm``'s network as surgery will leave it, time the teacher and
     uniformly pruned probes side by side with it, and return the calibrated budget.
 
@@ -168,6 +187,10 @@ def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torc
         min_run_time: seconds behind each table entry.
         cache_dir: the latency table cache (see :func:`build_latency_table`).
         timer: ``timer(module, x) -> ms`` instead of ``torch.utils.benchmark`` (tests).
+        choose_round_to: also time a uniform probe at widths of any size against the same probe
+            rounded up to multiples of :data:`FAST_MULTIPLE`; when the rounded one, with more
+            channels, is not slower, set ``cm.config.round_to`` to that multiple (the widths this
+            device runs fast), recorded in ``calibration["round_to"]``.
     """
     plain = surgery(cm, example, tolerance=None).model
     table = build_latency_table(plain, input_size, batch_size, device, varies=cm.cost.varying_widths(),
@@ -175,6 +198,10 @@ def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torc
     models, widths = {"student": plain, "teacher": reference}, {}
     for f in probes:
         models[f"uniform {f:g}"], widths[f"uniform {f:g}"] = uniform_probe(cm, f, example)
+    if choose_round_to:
+        for name, r in ((f"any widths {ODD_PROBE:g}", 1),
+                        (f"multiples of {FAST_MULTIPLE} {ODD_PROBE:g}", FAST_MULTIPLE)):
+            models[name], widths[name] = uniform_probe(cm, ODD_PROBE, example, round_to=r)
     if timer is None:
         timing = time_side_by_side(models, tuple(input_size), (batch_size,), rounds=rounds, repeats=3, device=device,
                                    reference="student")
@@ -186,13 +213,19 @@ def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torc
     budget = LatencyBudget(cm, table, reference_ms=table.total_ms * ratio["teacher"])
     budget.timer, budget._plain = timer, plain
     predicted = {name: budget.raw_milliseconds(w) / table.total_ms for name, w in widths.items()}
-    saved_pred = np.array([1.0 - predicted[n] for n in widths])
-    saved_meas = np.array([1.0 - ratio[n] for n in widths])
-    scale = float(saved_pred @ saved_meas / (saved_pred @ saved_pred)) if len(widths) and saved_pred.any() else 1.0
-    budget.scale = min(2.0, max(0.5, scale))
-    budget.calibration = {"probes": {n: {"predicted": round(predicted[n], 4), "measured": round(ratio[n], 4)}
+    budget.calibration = {"probes": {n: {"predicted": round(predicted[n], 6), "measured": round(ratio[n], 6)}
                                      for n in widths},
-                          "scale": round(budget.scale, 4), "student_vs_teacher": round(1.0 / ratio["teacher"], 4)}
+                          "student_vs_teacher": round(1.0 / ratio["teacher"], 4)}
+    if choose_round_to:
+        odd_name, even_name = f"any widths {ODD_PROBE:g}", f"multiples of {FAST_MULTIPLE} {ODD_PROBE:g}"
+        odd, even = ratio[odd_name], ratio[even_name]
+        differ = not np.array_equal(widths[odd_name], widths[even_name])
+        chosen = FAST_MULTIPLE if differ and even <= odd else cm.config.round_to
+        budget.calibration["round_to"] = {"chosen": chosen, "any_widths": round(odd, 4),
+                                          f"multiples_of_{FAST_MULTIPLE}": round(even, 4)}
+        cm.config.round_to = chosen
+    budget.scale = fitted_scale(budget.calibration)
+    budget.calibration["scale"] = round(budget.scale, 4)
     log.info("latency budget: table %.2f ms for the student, teacher %.2f ms, probes %s, savings scaled by %.3f",
              table.total_ms, budget.reference_ms, ", ".join(f"{n} predicted {predicted[n]:.3f} measured {ratio[n]:.3f}"
                                                              for n in widths), budget.scale)

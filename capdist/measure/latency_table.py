@@ -6,7 +6,8 @@ kept fractions of its input and output channels. A pruned network's latency is p
 the sum of its layers' entries (bilinear between grid points) plus the rest of the network
 (activations, additions, pooling: what the layers alone leave of the whole network's measured
 time), which is scaled by the fraction of activation elements kept. Entries are made monotone
-in width (a narrower layer is never predicted slower), so a schedule's search is well posed.
+in width (a narrower layer is never predicted slower; a spike lowers to its wider neighbours), so
+a schedule's search is well posed.
 
 Tables are cached as JSON per device, torch version, threads, batch, input size, grid and
 layer shapes, so a second run on the same machine reads instead of measuring.
@@ -106,14 +107,16 @@ def standalone(entry: LayerEntry, f_in: float, f_out: float, device: torch.devic
 
 
 def benchmark_timer(min_run_time: float) -> Timer:
-    """Median milliseconds of one pass through ``torch.utils.benchmark``'s blocked autorange."""
+    """Milliseconds of one pass through ``torch.utils.benchmark``'s blocked autorange: the fastest block,
+    so a stall of the machine during one block does not enter the table (the whole network is timed the
+    same way, and the side-by-side probes calibrate what remains)."""
     benchmark = _benchmark()
 
     def measure(module: nn.Module, x: torch.Tensor) -> float:
         timer = benchmark.Timer("with torch.no_grad():\n    module(x)",
                                 globals={"module": module, "x": x, "torch": torch}, num_threads=torch.get_num_threads())
         timer.timeit(1)
-        return timer.blocked_autorange(min_run_time=min_run_time).median * 1e3
+        return min(timer.blocked_autorange(min_run_time=min_run_time).times) * 1e3
 
     return measure
 
@@ -232,7 +235,10 @@ def _device_name(device: torch.device) -> str:
 
 
 def _monotone(ms: np.ndarray) -> np.ndarray:
-    return np.maximum.accumulate(np.maximum.accumulate(ms, axis=0), axis=1)
+    """Each entry no larger than any entry at a wider width: a narrower layer is never predicted slower,
+    and a load spike during one measurement lowers to its wider neighbours instead of raising them."""
+    flipped = ms[::-1, ::-1]
+    return np.minimum.accumulate(np.minimum.accumulate(flipped, axis=0), axis=1)[::-1, ::-1]
 
 
 def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_size: int = 1, device: str = "cpu",

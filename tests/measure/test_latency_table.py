@@ -158,9 +158,12 @@ def test_recalibration_scales_savings_to_the_measured_widths():
     before = budget.fraction()
     budget.timer = lambda module, inp: 0.5 * timer(module, inp) + 0.5 * multiply_adds(budget._plain, inp)
     scale = budget.recalibrate(x)
-    assert scale == pytest.approx(0.5, rel=1e-6)
-    assert budget.fraction() == pytest.approx(1 - 0.5 * (1 - before), rel=1e-9)
     assert budget.calibration["during_training"][-1]["measured"] == pytest.approx(1 - 0.5 * (1 - before), abs=1e-4)
+    probes = [1 - p["predicted"] for p in budget.calibration["probes"].values()]
+    own = 1 - before
+    expected = (sum(p * p for p in probes) + 2 * own * 0.5 * own) / (sum(p * p for p in probes) + 2 * own * own)
+    assert scale == pytest.approx(expected, rel=1e-4) and 0.5 < scale < 1.0
+    assert budget.fraction() == pytest.approx(1 - scale * (1 - before), rel=1e-9)
     restored = LatencyBudget.from_dict(cm, json.loads(json.dumps(budget.to_dict())))
     assert restored.fraction() == pytest.approx(budget.fraction())
 
@@ -172,3 +175,21 @@ def test_unreachable_latency_target_says_latency():
     with pytest.raises(UnreachableTarget, match=f"latency target {lowest / 2:.3f} is below the lowest reachable "
                                                 f"{lowest:.3f}"):
         NormSchedule(cm, lowest / 2, budget=budget)
+
+
+@pytest.mark.parametrize(("odd_penalty", "chosen"), [(0.0, 1), (500.0, 8)])
+def test_round_to_is_chosen_by_timing_when_the_user_gave_none(odd_penalty, chosen):
+    """Widths rounded up to multiples of 8 carry more channels, so with multiply-adds alone they are slower and
+    any width stays allowed; when every layer with a width that is not a multiple of 8 costs 500 ms more, the
+    rounded widths are faster and become the run's round_to."""
+    torch.manual_seed(0)
+    net = TinyResNet(width=12)
+    x = torch.randn(2, *SIZE)
+    cm = attach(net, x, CompactorConfig(scope="all"))
+
+    def timer(module, inp):
+        odd = sum(1 for m in module.modules() if isinstance(m, nn.Conv2d) and m.out_channels % 8)
+        return multiply_adds(module, inp) + odd_penalty * odd
+
+    budget = build_latency_budget(cm, TinyResNet(width=12), x, SIZE, cache_dir=None, timer=timer, choose_round_to=True)
+    assert budget.calibration["round_to"]["chosen"] == chosen == cm.config.round_to
