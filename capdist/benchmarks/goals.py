@@ -44,7 +44,7 @@ def judge(comparison: dict) -> list[dict]:
     base = [r for r in runs if r["method"] in METHODS]
     out = []
     for method in cdd:
-        mine = {round(r["target"], 4): r for r in runs if r["method"] == method}
+        mine = {round(r["target"], 4): r for r in runs if r["method"] == method and r.get("target") is not None}
         behind = []
         for target, r in sorted(mine.items(), reverse=True):
             best = max(_near(base, target), key=lambda b: b["mAP"], default=None)

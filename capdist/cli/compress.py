@@ -35,9 +35,10 @@ from .options import (
 @latency_target_options
 @click.option("--schedule", type=click.Choice(["retrieval", "norm"]), default="retrieval", show_default=True)
 @click.option("--scope", type=click.Choice(["internal", "all"]), default="all", show_default=True)
-@click.option("--residual-compactor", type=click.Choice(["dense", "diagonal"]), default="dense", show_default=True,
-              help="Compactors of residual streams (scope all): dense C x C maps, or per-channel scales that cost "
-                   "less per training step.")
+@click.option("--residual-compactor", type=click.Choice(["diagonal", "dense"]), default="diagonal",
+              show_default=True,
+              help="Compactors of residual streams (scope all): per-channel scales (a resnet50 step 1.22x a plain "
+                   "one) or dense C x C maps as ResRep (2.06x).")
 @click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
 @click.option("--mask-warmup", default=1.0, type=click.FloatRange(min=0), show_default=True,
               help="Epochs before masks start.")
@@ -79,7 +80,7 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
                  recipe, **data_kw) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost (or TARGET-LATENCY of its time),
     keeping its mAP."""
-    check_single_target(target_latency)
+    target_latency = check_single_target(target_latency)
     if distill:
         from ..distill import parse_spec
 

@@ -187,10 +187,20 @@ def latency_target_options(func):
                              "measured first and cached.")(decorated)
 
 
-def check_single_target(target_latency: float | None) -> None:
-    """Refuse ``--target-flops`` given next to ``--target-latency`` (a flag beats a recipe's key)."""
+def check_single_target(target_latency: float | None) -> float | None:
+    """The latency target in effect: both flags given is an error; a flag beats a recipe's key (a
+    recipe, or a run's own ``config.yaml``, that holds both means its latency target).
+
+    Raises:
+        click.UsageError: ``--target-flops`` and ``--target-latency`` both on the command line.
+    """
     ctx = click.get_current_context()
     flops, latency = ctx.get_parameter_source("target_flops"), ctx.get_parameter_source("target_latency")
     source = click.core.ParameterSource
-    if target_latency is not None and (flops == source.COMMANDLINE or flops == latency == source.DEFAULT_MAP):
+    if target_latency is None:
+        return None
+    if flops == latency == source.COMMANDLINE:
         raise click.UsageError("give --target-flops or --target-latency, not both")
+    if flops == source.COMMANDLINE and latency == source.DEFAULT_MAP:
+        return None
+    return target_latency

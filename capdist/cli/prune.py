@@ -53,7 +53,7 @@ def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, met
               train_subset, test_subset, batch_size, lr, seed, device, gallery, latency_input_size, out, overwrite,
               recipe, **data_kw) -> None:
     """Prune with a torch-pruning importance to TARGET-FLOPS (or TARGET-LATENCY), fine-tune, evaluate."""
-    check_single_target(target_latency)
+    target_latency = check_single_target(target_latency)
     if method not in METHODS:
         raise click.BadParameter(f"unknown method '{method}'; valid: {', '.join(METHODS)}", param_hint="--method")
     if distill:

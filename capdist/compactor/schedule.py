@@ -33,10 +33,11 @@ def check_target(cm: CompactorModel, target: float, budget: Budget | None = None
     if not 0 < target <= 1:
         raise UnreachableTarget(f"{cost} target must be a fraction in (0, 1], got {target}")
     lowest = budget.lowest()
+    reference = "original" if budget.kind == "flops" else "reference"
     if target < lowest:
         raise UnreachableTarget(
             f"{cost} target {target:.3f} is below the lowest reachable {lowest:.3f} of the "
-            f"original with every compacted group at its minimum width; raise the target or lower "
+            f"{reference} with every compacted group at its minimum width; raise the target or lower "
             f"min_ratio/min_channels/round_to" + ("" if cm.config.scope.value == "all" else ", or use scope='all'"))
 
 

@@ -29,7 +29,7 @@ from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach
 from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import block_feature_loss, pool_features, pooled_feature_loss
-from ..errors import UnreachableTarget
+from ..errors import CheckpointError, UnreachableTarget
 from ..io.atomic import atomic_write_json, check_out_dir, prepare_out_dir, removed_on_failure
 from ..io.export import EmbeddingOnly
 from ..io.sources import open_model
@@ -58,9 +58,10 @@ class CompressConfig:
         latency_table_time: seconds of timing behind each latency-table entry.
         schedule: ``"retrieval"`` (CDD's RGGR, capped at the target) or ``"norm"`` (ResRep).
         scope: ``"internal"`` or ``"all"`` compactor placement.
-        residual_compactor: ``"dense"`` (a C x C compactor per producer of a residual stream) or
-            ``"diagonal"`` (a per-channel scale: the training step costs less, see
-            ``docs/benchmarks/compactor-core.md``).
+        residual_compactor: ``"diagonal"`` (a per-channel scale per producer of a residual stream:
+            a resnet50 step costs 1.22x a plain one instead of 2.06x, ``docs/benchmarks/compactor-core.md``,
+            with mAP no lower in the seed-averaged study, ``docs/benchmarks/seeds-fmnist/``) or
+            ``"dense"`` (ResRep's C x C compactor there too).
         mask_warmup: epochs before masks start.
         mask_until: fraction of training by which the norm schedule reaches the target.
         penalty: group-lasso strength (CDD: 4e-3).
@@ -95,7 +96,7 @@ class CompressConfig:
     latency_table_time: float = 0.02
     schedule: str = "retrieval"
     scope: str = "internal"
-    residual_compactor: str = "dense"
+    residual_compactor: str = "diagonal"
     mask_warmup: float = 1.0
     mask_until: float = 0.6
     penalty: float = 4e-3
@@ -187,19 +188,26 @@ RECALIBRATE_AT = (0.5, 0.9, 1.0)
 
 
 class BudgetState:
-    """The latency budget's calibration as checkpointed state: the savings scale and how many of the
-    recalibration points (:data:`RECALIBRATE_AT`, fractions of the reduction asked for) are done."""
+    """The latency budget's calibration as checkpointed state: the savings scale, the points measured
+    during training and how many of the recalibration points (:data:`RECALIBRATE_AT`, fractions of the
+    reduction asked for) are done, so a resumed run refits exactly as an uninterrupted one."""
 
     def __init__(self, budget: LatencyBudget) -> None:
         self.budget = budget
         self.done = 0
 
     def state_dict(self) -> dict:
-        return {"scale": torch.tensor(self.budget.scale, dtype=torch.float64), "done": torch.tensor(self.done)}
+        points = self.budget.calibration.get("during_training", [])
+        return {"scale": torch.tensor(self.budget.scale, dtype=torch.float64), "done": torch.tensor(self.done),
+                "points": torch.tensor([[p["predicted_raw"], p["measured"], p["scale"]] for p in points],
+                                       dtype=torch.float64).reshape(-1, 3)}
 
     def load_state_dict(self, state: dict) -> None:
         self.budget.scale = float(state["scale"])
         self.done = int(state["done"])
+        points = state.get("points", torch.zeros(0, 3)).tolist()
+        self.budget.calibration["during_training"] = [{"predicted_raw": a, "measured": b, "scale": c}
+                                                      for a, b, c in points]
 
 
 def latency_budget_for(cm, teacher: nn.Module, example: torch.Tensor, config: CompressConfig, image_shape,
@@ -207,16 +215,22 @@ def latency_budget_for(cm, teacher: nn.Module, example: torch.Tensor, config: Co
     """Build the latency budget on rank 0 (or read the run's own on resume) and share it through
     ``latency_budget.json`` in the run directory, so every rank predicts the same."""
     path = out / "latency_budget.json"
+    size = tuple(config.latency_input_size or image_shape)
     if not (resume and path.is_file()) and ctx.is_main:
-        size = tuple(config.latency_input_size or image_shape)
         log.info("measuring the latency table at %s, batch %d, on %s", "x".join(map(str, size)),
                  config.latency_batch, ctx.device)
         budget = build_latency_budget(cm, EmbeddingOnly(teacher), example, size, config.latency_batch, str(ctx.device),
                                       min_run_time=config.latency_table_time, choose_round_to=config.round_to == 1)
         atomic_write_json(path, budget.to_dict())
     ctx.barrier()
-    budget = LatencyBudget.from_dict(cm, json.loads(path.read_text()))
-    cm.config.round_to = budget.calibration.get("round_to", {}).get("chosen", cm.config.round_to)
+    saved = json.loads(path.read_text())
+    key = saved["table"]["key"]
+    if (key["batch"], tuple(key["input_size"]), key["device"]) != (config.latency_batch, size, str(ctx.device)):
+        raise CheckpointError(f"the run's latency table was measured at batch {key['batch']}, "
+                              f"{'x'.join(map(str, key['input_size']))} on {key['device']}; resume with the same "
+                              "--latency-batch, --latency-input-size and --device, or start a new run")
+    cm.config.round_to = saved.get("calibration", {}).get("round_to", {}).get("chosen", cm.config.round_to)
+    budget = LatencyBudget.from_dict(cm, saved)
     budget.device = str(ctx.device)
     return budget
 
@@ -439,8 +453,10 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
     if config.min_ratio != CompressConfig.min_ratio:
         label += f" (min-ratio {config.min_ratio:g})"
-    if config.round_to != CompressConfig.round_to:
-        label += f" (round-to {config.round_to})"
+    if cm.config.round_to != CompressConfig.round_to:
+        label += f" (round-to {cm.config.round_to})"
+    if budget is not None:
+        label += f" (latency target {config.target_latency:g})"
     if config.residual_compactor != CompressConfig.residual_compactor:
         label += f" ({config.residual_compactor} residual compactors)"
     if config.feature_loss != CompressConfig.feature_loss:
@@ -450,7 +466,8 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     if config.schedule == "retrieval" and config.neighbours != CompressConfig.neighbours:
         label += f" ({config.neighbours}-ranked neighbours)"
     extra = {"method": label + (f" + {config.distill}" if config.distill else ""),
-             "target_flops": config.target_flops, "penalty": config.penalty,
+             "target_flops": config.target_flops if budget is None else None,
+             "target_latency": config.target_latency, "round_to": cm.config.round_to, "penalty": config.penalty,
              "masked_penalty": round(cm.config.masked_penalty or config.penalty, 6),
              "schedule": config.schedule, "scope": config.scope,
              "epochs": config.train.epochs, "finetune_epochs": config.finetune_epochs,

@@ -101,7 +101,7 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
     if config.method == "none":
         pruned, plan, ratio = copy.deepcopy(teacher), None, 0.0
     else:
-        cost = (lambda net: table.predict_model(net) / table.total_ms) if table is not None else None
+        cost = (lambda net: table.predict_model(net) / table.full_ms) if table is not None else None
         result = prune_to_flops(inner(teacher), example, config.method, config.target_latency or config.target_flops,
                                 config.round_to, config.global_pruning, loss_fn, cost=cost,
                                 cost_name="FLOPs" if table is None else "latency")
@@ -120,7 +120,9 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
                       batches=tuple(sorted({1, 32, config.latency_batch})))
     method = config.method if config.method != "none" else ("unpruned + KD" if config.kd else "unpruned, no KD")
     method += " (teacher gallery)" if config.gallery == "teacher" else ""
-    extra = {"method": method, "target_flops": config.target_flops if plan else 1.0, "ratio": round(ratio, 4),
+    method += f" (latency target {config.target_latency:g})" if table is not None else ""
+    extra = {"method": method, "target_flops": None if table is not None else config.target_flops if plan else 1.0,
+             "target_latency": config.target_latency if table is not None else None, "ratio": round(ratio, 4),
              "finetune_epochs": config.finetune_epochs, "global_pruning": config.global_pruning,
              "training_seconds": round(time.time() - start, 1), "loss_terms": tuned, "gallery": config.gallery}
     if table is not None:

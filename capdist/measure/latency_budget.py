@@ -58,7 +58,7 @@ class LatencyBudget:
         self._plain: nn.Module | None = None
         self.cm = cm
         self.table = table
-        self.reference_ms = float(reference_ms or table.total_ms)
+        self.reference_ms = float(reference_ms or table.full_ms)
         self.scale = float(scale)
         self.calibration = calibration or {}
         position = {n: i for i, n in enumerate(cm.cost.module_names)}
@@ -66,7 +66,6 @@ class LatencyBudget:
         if missing:
             raise ValueError(f"the latency table names layers the compacted model does not have: {missing[:3]}")
         self._rows = np.array([position[n] for n in table.names], dtype=int)
-        self._minimum = np.array([cm.min_units(g) * g.spec.unit_size for g in cm.groups], dtype=np.float64)
 
     def to_dict(self) -> dict:
         """The table, reference and calibration (JSON), so another process predicts the same."""
@@ -85,18 +84,19 @@ class LatencyBudget:
 
     def milliseconds(self, kept: np.ndarray | None = None) -> float:
         """Predicted latency with ``kept`` channels per group, the savings scaled by the probes."""
-        full = self.table.total_ms
+        full = self.table.full_ms
         return full - self.scale * (full - self.raw_milliseconds(kept))
 
     def fraction(self, kept: np.ndarray | None = None) -> float:
         return self.milliseconds(kept) / self.reference_ms
 
     def lowest(self) -> float:
-        return self.fraction(self._minimum)
+        minimum = [self.cm.min_units(g) * g.spec.unit_size for g in self.cm.groups]
+        return self.fraction(np.array(minimum, dtype=np.float64))
 
-    def recalibrate(self, example: torch.Tensor, rounds: int = 3) -> float:
-        """Time the network the current masks give against the unpruned one, side by side, and scale
-        the predicted savings so the prediction for these widths is what was measured.
+    def recalibrate(self, example: torch.Tensor, rounds: int = 7) -> float:
+        """Time the network the current masks give against the unpruned one, side by side, and refit the
+        factor on the predicted savings over every measured point (these widths count twice).
 
         Returns:
             The new scale (kept in ``calibration["during_training"]``).
@@ -112,7 +112,7 @@ class LatencyBudget:
         else:
             x = torch.randn(batch, *size, device=self.device)
             measured = self.timer(current.eval().to(self.device), x) / self.timer(self._plain.eval().to(self.device), x)
-        predicted = self.raw_milliseconds() / self.table.total_ms
+        predicted = self.raw_milliseconds() / self.table.full_ms
         self.calibration.setdefault("during_training", []).append(
             {"predicted_raw": round(predicted, 4), "measured": round(measured, 4)})
         self.scale = fitted_scale(self.calibration)
@@ -210,9 +210,9 @@ def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torc
         x = torch.randn(batch_size, *input_size, device=device)
         base = timer(plain.eval().to(device), x)
         ratio = {name: timer(m.eval().to(device), x) / base for name, m in models.items()}
-    budget = LatencyBudget(cm, table, reference_ms=table.total_ms * ratio["teacher"])
+    budget = LatencyBudget(cm, table, reference_ms=table.full_ms * ratio["teacher"])
     budget.timer, budget._plain = timer, plain
-    predicted = {name: budget.raw_milliseconds(w) / table.total_ms for name, w in widths.items()}
+    predicted = {name: budget.raw_milliseconds(w) / table.full_ms for name, w in widths.items()}
     budget.calibration = {"probes": {n: {"predicted": round(predicted[n], 6), "measured": round(ratio[n], 6)}
                                      for n in widths},
                           "student_vs_teacher": round(1.0 / ratio["teacher"], 4)}

@@ -16,7 +16,7 @@ Example:
     >>> import torch
     >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 1))
     >>> t = build_latency_table(net, (3, 16, 16), grid=(0.5, 1.0), min_run_time=0.001, cache_dir=None)
-    >>> round(t.predict_model(net) / t.total_ms, 6)
+    >>> round(t.predict_model(net) / t.full_ms, 6)
     1.0
 """
 
@@ -41,7 +41,7 @@ from ..progress import progress
 from .timing import _benchmark
 
 log = logging.getLogger("capdist")
-TABLE_VERSION = 1
+TABLE_VERSION = 2
 GRID = (0.0625, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 Timer = Callable[[nn.Module, torch.Tensor], float]
 
@@ -132,6 +132,8 @@ def record_layers(model: nn.Module, example: torch.Tensor) -> dict[str, LayerEnt
             return
         x = args[0]
         if isinstance(module, nn.Conv2d):
+            if isinstance(module.padding, str):
+                return
             conv = {"kernel": list(module.kernel_size), "stride": list(module.stride), "padding": list(module.padding),
                     "dilation": list(module.dilation), "groups": module.groups}
             entries[name] = LayerEntry("conv", module.in_channels, module.out_channels, list(x.shape), conv,
@@ -162,6 +164,8 @@ class LatencyTable:
         grid: kept fractions at which every varying width was timed.
         layers: layer name -> :class:`LayerEntry`.
         total_ms: the unpruned network's measured latency.
+        full_ms: the prediction at full width (``total_ms``, or the layers' sum where the layers timed
+            alone add up to more than the whole network); fractions are taken against it.
     """
 
     def __init__(self, key: dict, grid: tuple[float, ...], layers: dict[str, LayerEntry], total_ms: float) -> None:
@@ -176,6 +180,7 @@ class LatencyTable:
         self._c_in = np.array([e.in_channels for e in layers.values()], dtype=np.float64)
         self._c_out = np.array([e.out_channels for e in layers.values()], dtype=np.float64)
         self.rest_ms = max(0.0, self.total_ms - float(self._ms[:, -1, -1].sum()))
+        self.full_ms = float(self._ms[:, -1, -1].sum()) + self.rest_ms
 
     def _interp(self, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f = np.clip(f, self.grid[0], 1.0)
@@ -262,8 +267,8 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
     """
     dev = torch.device(device)
     grid = tuple(float(g) for g in grid)
-    if not grid or grid[-1] != 1.0 or list(grid) != sorted(set(grid)) or grid[0] <= 0:
-        raise ValueError(f"grid must be ascending fractions in (0, 1] ending at 1, got {grid}")
+    if len(grid) < 2 or grid[-1] != 1.0 or list(grid) != sorted(set(grid)) or grid[0] <= 0:
+        raise ValueError(f"grid must be two or more ascending fractions in (0, 1] ending at 1, got {grid}")
     model = model.eval().to(dev)
     example = torch.randn(batch_size, *input_size, device=dev)
     layers = record_layers(model, example)
@@ -273,6 +278,7 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
         if entry.depthwise:
             entry.varies = [False, entry.varies[0] or entry.varies[1]]
     key = {"version": TABLE_VERSION, "device": str(dev), "device_name": _device_name(dev),
+           "cpu": [os.cpu_count(), torch.backends.cpu.get_cpu_capability()],
            "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": batch_size,
            "input_size": list(input_size), "grid": list(grid), "min_run_time": min_run_time,
            "timer": "torch.utils.benchmark" if timer is None else getattr(timer, "__qualname__", "custom"),

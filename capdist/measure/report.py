@@ -146,9 +146,10 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
     for key, value in extra.items():
         if key == "rggr":
             removed, share, units = value["flops_removed"], value["share_of_target"], value["units"]
+            cost = "latency" if value.get("cost") == "latency" else "FLOPs"
             lines.append(f"- rggr ({value['neighbours']}-ranked neighbours, k={value['k']}): retrieval guidance "
                          f"masked {units['retrieval']['total']} units and removed {removed['retrieval']:.1%} of the "
-                         f"FLOPs ({share['retrieval']:.0%} of the target's reduction); the norm top-up masked "
+                         f"FLOPs ({share['retrieval']:.0%} of the target's {cost} reduction); the norm top-up masked "
                          f"{units['norm']['total']} units, {removed['norm']:.1%} ({share['norm']:.0%}); per group in "
                          "report.json, over training in mask_schedule.png")
         elif key == "latency_budget":
@@ -156,7 +157,7 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
                          f"{'x'.join(map(str, value['input_size']))} on {value['device']}: predicted "
                          f"{value['predicted']:.1%}, measured side by side {value['measured']:.1%} ("
                          f"{'within' if value['within_5_percent'] else 'not within'} 5% of the request)")
-        else:
+        elif value is not None:
             lines.append(f"- {key}: {value}")
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
     plot_accuracy_vs_flops(rows, out / "accuracy_vs_flops.png", title)
