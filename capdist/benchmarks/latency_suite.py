@@ -186,8 +186,9 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_title(f"{r['model']} {r['input_size'][1]}x{r['input_size'][2]} (CPU, batch 1)", fontsize=9)
         ax.set_xlabel("FLOPs fraction (fvcore)")
         ax.set_ylabel("latency fraction (side by side)")
+        top = max([row["latency_fraction"] for row in r["rows"] if "model" in row] + [0.8])
         ax.set_xlim(0, 0.65)
-        ax.set_ylim(0, 0.85)
+        ax.set_ylim(0, min(1.3, top + 0.08))
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     import io
