@@ -35,6 +35,7 @@ from ..data import open_dataset
 from ..errors import UnreachableTarget
 from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..measure.latency_budget import build_latency_budget
+from ..measure.report import pyplot, save_figure
 from ..measure.timing import time_side_by_side
 from ..pruners import prune_to_flops
 
@@ -167,12 +168,7 @@ def markdown(results: list[dict], steps: int) -> str:
 
 
 def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.2), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(results), figsize=(5 * len(results), 4.2), squeeze=False)
     markers = {"CDD, FLOPs target": "o", "CDD, latency target": "s", "Torch-Pruning uniform magnitude": "^",
                "Torch-Pruning uniform magnitude, round_to=8": "v"}
     for ax, r in zip(axes[0], results, strict=True):
@@ -191,12 +187,7 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_ylim(0, min(1.3, top + 0.08))
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def main() -> None:

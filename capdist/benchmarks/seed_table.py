@@ -17,6 +17,7 @@ import statistics
 from pathlib import Path
 
 from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..measure.report import pyplot, save_figure
 
 BASELINES = ("magnitude", "taylor")
 SEEDED = re.compile(r"^(?P<method>.+)-seed(?P<seed>\d+)$")
@@ -91,15 +92,8 @@ def markdown(cells: dict) -> str:
 
 
 def plot(cells: dict, path: Path) -> None:
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ordered = sorted(cells.values(), key=lambda e: (e["target"], e["protocol"]))
-    fig, axes = plt.subplots(1, len(ordered), figsize=(4.2 * len(ordered), 4.2), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(ordered), figsize=(4.2 * len(ordered), 4.2), squeeze=False)
     for ax, entry in zip(axes[0], ordered, strict=True):
         names = list(entry["methods"])
         means = [entry["methods"][n]["mAP"]["mean"] for n in names]
@@ -114,10 +108,7 @@ def plot(cells: dict, path: Path) -> None:
         ax.set_ylabel("mAP (%), mean ± std over seeds")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def main() -> None:

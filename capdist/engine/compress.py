@@ -29,14 +29,15 @@ from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach
 from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import block_feature_loss, pool_features, pooled_feature_loss
-from ..errors import CheckpointError, UnreachableTarget
-from ..io.atomic import atomic_write_json, check_out_dir, prepare_out_dir, removed_on_failure
+from ..errors import UnreachableTarget
+from ..io.atomic import check_out_dir, prepare_out_dir, removed_on_failure
 from ..io.export import EmbeddingOnly
 from ..io.sources import open_model
-from ..measure.latency_budget import LatencyBudget, build_latency_budget
+from ..measure.latency_budget import LatencyBudget
 from ..measure.report import plot_mask_history
 from ..models.view import inner, like
 from .distributed import DistContext, init_distributed
+from .latency_target import BudgetState, latency_budget_for
 from .outputs import model_rows, save_result
 from .task_loss import TeacherHead, task_loss_for
 from .trainer import TrainConfig, Trainer
@@ -184,57 +185,6 @@ def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig, 
     return max(config.penalty, reach / max(travel, 1e-12))
 
 
-RECALIBRATE_AT = (0.5, 0.9, 1.0)
-
-
-class BudgetState:
-    """The latency budget's calibration as checkpointed state: the savings scale, the points measured
-    during training and how many of the recalibration points (:data:`RECALIBRATE_AT`, fractions of the
-    reduction asked for) are done, so a resumed run refits exactly as an uninterrupted one."""
-
-    def __init__(self, budget: LatencyBudget) -> None:
-        self.budget = budget
-        self.done = 0
-
-    def state_dict(self) -> dict:
-        points = self.budget.calibration.get("during_training", [])
-        return {"scale": torch.tensor(self.budget.scale, dtype=torch.float64), "done": torch.tensor(self.done),
-                "points": torch.tensor([[p["predicted_raw"], p["measured"], p["scale"]] for p in points],
-                                       dtype=torch.float64).reshape(-1, 3)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.budget.scale = float(state["scale"])
-        self.done = int(state["done"])
-        points = state.get("points", torch.zeros(0, 3)).tolist()
-        self.budget.calibration["during_training"] = [{"predicted_raw": a, "measured": b, "scale": c}
-                                                      for a, b, c in points]
-
-
-def latency_budget_for(cm, teacher: nn.Module, example: torch.Tensor, config: CompressConfig, image_shape,
-                       out: Path, ctx: DistContext, resume: bool) -> LatencyBudget:
-    """Build the latency budget on rank 0 (or read the run's own on resume) and share it through
-    ``latency_budget.json`` in the run directory, so every rank predicts the same."""
-    path = out / "latency_budget.json"
-    size = tuple(config.latency_input_size or image_shape)
-    if not (resume and path.is_file()) and ctx.is_main:
-        log.info("measuring the latency table at %s, batch %d, on %s", "x".join(map(str, size)),
-                 config.latency_batch, ctx.device)
-        budget = build_latency_budget(cm, EmbeddingOnly(teacher), example, size, config.latency_batch, str(ctx.device),
-                                      min_run_time=config.latency_table_time, choose_round_to=config.round_to == 1)
-        atomic_write_json(path, budget.to_dict())
-    ctx.barrier()
-    saved = json.loads(path.read_text())
-    key = saved["table"]["key"]
-    if (key["batch"], tuple(key["input_size"]), key["device"]) != (config.latency_batch, size, str(ctx.device)):
-        raise CheckpointError(f"the run's latency table was measured at batch {key['batch']}, "
-                              f"{'x'.join(map(str, key['input_size']))} on {key['device']}; resume with the same "
-                              "--latency-batch, --latency-input-size and --device, or start a new run")
-    cm.config.round_to = saved.get("calibration", {}).get("round_to", {}).get("chosen", cm.config.round_to)
-    budget = LatencyBudget.from_dict(cm, saved)
-    budget.device = str(ctx.device)
-    return budget
-
-
 def resolve_data(data: str | RetrievalData, train_subset: int | None = None, test_subset: int | None = None,
                  seed: int = 0) -> RetrievalData:
     """A dataset spec or a :class:`RetrievalData` already in hand, with the requested subsets."""
@@ -306,7 +256,8 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
                         "reach it at the first update after the warm-up instead", warmup,
                         int(config.mask_until * total))
         budget = None if config.target_latency is None else latency_budget_for(
-            cm, teacher, example, config, data.image_shape, out, ctx, resume)
+            cm, EmbeddingOnly(teacher), example, tuple(config.latency_input_size or data.image_shape),
+            config.latency_batch, config.latency_table_time, config.round_to == 1, out, ctx, resume)
         target = config.target_flops if budget is None else config.target_latency
         if config.schedule == "norm":
             schedule = NormSchedule(cm, target, warmup=warmup, interval=interval, granularity=1,
@@ -336,20 +287,15 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
             last_feats["t"] = {g: pool_features(cap_t.features[n]).detach() for g, n in group_layers.items()}
             return {"loss": sum(terms.values()), **terms}
 
-        calibration = BudgetState(budget) if budget is not None else None
+        calibration = BudgetState(budget, target) if budget is not None else None
 
         def after_step(step: int) -> None:
             if isinstance(schedule, NormSchedule):
                 updated = schedule.step()
             else:
                 updated = schedule.observe(last_feats["s"], last_feats["t"])
-            if calibration is None or not updated or calibration.done >= len(RECALIBRATE_AT):
-                return
-            progress = (1.0 - budget.fraction()) / max(1e-9, 1.0 - target)
-            if progress >= RECALIBRATE_AT[calibration.done] - 1e-6:
-                while calibration.done < len(RECALIBRATE_AT) and progress >= RECALIBRATE_AT[calibration.done] - 1e-6:
-                    calibration.done += 1
-                budget.scale = ctx.broadcast_float(budget.recalibrate(example) if ctx.is_main else 0.0)
+            if calibration is not None and updated:
+                calibration.after_update(example, ctx)
 
         groups = cm.param_groups(lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
                                  compactor_momentum=config.compactor_momentum)

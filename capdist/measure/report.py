@@ -65,7 +65,7 @@ def markdown_table(rows: list[dict], asymmetric_first: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,12 +74,13 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> None:
+def save_figure(fig, path: str | Path) -> None:
+    """Write ``fig`` as a PNG with nothing cut at the edges, atomically, and close it."""
     import io
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120, bbox_inches="tight", pad_inches=0.15)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -88,7 +89,7 @@ def plot_accuracy_vs_flops(rows: list[dict], path: str | Path, title: str) -> No
     wraps and the axes leave room for the labels, so nothing is cut."""
     import textwrap
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in rows:
         x = r["flops"] / 1e9
@@ -102,7 +103,7 @@ def plot_accuracy_vs_flops(rows: list[dict], path: str | Path, title: str) -> No
     ax.set_ylabel("mAP (%)  o: own gallery, x: teacher gallery")
     ax.set_title(textwrap.fill(title, 70), fontsize=9)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_mask_history(attribution: dict, target: float, path: str | Path) -> None:
@@ -110,7 +111,7 @@ def plot_mask_history(attribution: dict, target: float, path: str | Path) -> Non
     retrieval guidance masked and what the norm top-up masked (CDD's RGGR, CVPR 2023)."""
     history = attribution.get("history") or []
     cost = "latency" if attribution.get("cost") == "latency" else "FLOPs"
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     if history:
         steps = [h["step"] for h in history]
@@ -135,7 +136,7 @@ def plot_mask_history(attribution: dict, target: float, path: str | Path) -> Non
     ax.set_ylim(0, 105)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> None:
