@@ -310,12 +310,16 @@ def test_latency_target_is_predicted_calibrated_and_checked_side_by_side(teacher
 
 def test_prune_bisects_on_the_latency_table(teacher_dir, tmp_path, monkeypatch):
     from capdist.engine.prune import PruneConfig, prune_run
+    from capdist.measure import latency_table
+    from capdist.testing.latency import multiply_adds
 
     monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = PruneConfig(method="magnitude", target_latency=0.8, latency_table_time=0.002, finetune_epochs=0,
+    monkeypatch.setattr(latency_table, "benchmark_timer", lambda min_run_time: multiply_adds)
+    cfg = PruneConfig(method="magnitude", target_latency=0.65, latency_table_time=0.002, finetune_epochs=0,
                       latency_repeats=2, latency_input_size=(3, 48, 48))
     report = prune_run(str(teacher_dir), None, "digits", cfg, tmp_path / "out", train_subset=320)
     budget = report["latency_budget"]
-    assert 0.7 <= budget["predicted"] <= 0.8
+    # the table is analytic here (multiply-adds): this network's widths give 0.813, 0.670, 0.644, 0.518, ...
+    assert 0.62 <= budget["predicted"] <= 0.65, "the bisection lands just under the target"
     assert 0 < budget["measured"] < 1.5 and report["target_flops"] is None
     assert report["models"][-1]["flops"] < report["models"][0]["flops"]

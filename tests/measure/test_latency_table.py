@@ -12,31 +12,9 @@ from capdist.errors import UnreachableTarget
 from capdist.measure.latency_budget import LatencyBudget, build_latency_budget
 from capdist.measure.latency_table import benchmark_timer, build_latency_table, standalone
 from capdist.testing import TinyMobileNet, TinyResNet
+from capdist.testing.latency import multiply_adds
 
 SIZE = (3, 16, 16)
-
-
-def multiply_adds(module: nn.Module, x: torch.Tensor, per_channel=None) -> float:
-    """An analytic 'latency': multiply-adds of every conv and linear layer one pass runs (x 1e-3 ms), plus
-    ``per_channel(layer)`` ms per output channel (a cost FLOPs do not see)."""
-    total = [0.0]
-
-    def hook(m, args, out):
-        if isinstance(m, nn.Conv2d):
-            macs = out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
-            channels = m.out_channels
-        else:
-            macs = out.numel() * m.in_features
-            channels = m.out_features
-        total[0] += macs * 1e-3 + (per_channel(m) if per_channel else 0.0) * channels
-
-    hooks = [m.register_forward_hook(hook) for m in module.modules()
-             if isinstance(m, (nn.Conv2d, nn.Linear)) and not hasattr(m, "mask")]
-    with torch.no_grad():
-        module.eval()(x)
-    for h in hooks:
-        h.remove()
-    return total[0]
 
 
 def _masked(cm, fractions):
@@ -107,6 +85,30 @@ def test_table_is_monotone_and_cached_per_batch(tmp_path):
     calls.clear()
     build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
     assert not calls, "and written again"
+
+
+def test_a_stall_at_the_full_width_is_measured_again():
+    """A stall of the machine while a layer is timed at its full width would survive the monotone envelope
+    and make every narrower width look cheap: an entry more than 1.5x what its narrower neighbour allows is
+    timed again, and the network is timed twice, so the table equals one measured without stalls (each
+    full-width layer and the network stalled once, to 3x their time)."""
+    net = TinyResNet(width=16)
+    clean = build_latency_table(net, SIZE, cache_dir=None, timer=multiply_adds)
+    full = {tuple(m.weight.shape) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    stalled = set()
+
+    def stalling(module, x):
+        shape = "network" if module is net else tuple(module.weight.shape)
+        stall = 3.0 if (shape in full or shape == "network") and shape not in stalled else 1.0
+        if stall > 1:
+            stalled.add(shape)
+        return multiply_adds(module, x) * stall
+
+    table = build_latency_table(net, SIZE, cache_dir=None, timer=stalling)
+    assert len(stalled) == len(full) + 1, "every full-width layer and the network were stalled once"
+    for name, entry in table.layers.items():
+        np.testing.assert_allclose(entry.ms, clean.layers[name].ms, rtol=1e-9, err_msg=name)
+    assert table.total_ms == pytest.approx(clean.total_ms)
 
 
 def _budgeted(per_channel=None, target=0.6):

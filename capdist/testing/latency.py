@@ -1,0 +1,37 @@
+"""An analytic stand-in for a device's timer, for tests of the latency table (NetAdapt, ECCV 2018)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+
+def multiply_adds(module: nn.Module, x: torch.Tensor, per_channel: Callable[[nn.Module], float] | None = None) -> float:
+    """An analytic 'latency' in ms: multiply-adds of every conv and linear layer one pass of ``x`` runs
+    (x 1e-3), plus ``per_channel(layer)`` ms per output channel (a cost FLOPs do not see).
+
+    Args:
+        module: the network or layer to "time" (compactors, which carry a ``mask``, are not counted).
+        x: its input.
+        per_channel: extra milliseconds per output channel of a layer.
+    """
+    total = [0.0]
+
+    def hook(m: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        if isinstance(m, nn.Conv2d):
+            macs = out.numel() * m.in_channels // m.groups * m.kernel_size[0] * m.kernel_size[1]
+            channels = m.out_channels
+        else:
+            macs = out.numel() * m.in_features
+            channels = m.out_features
+        total[0] += macs * 1e-3 + (per_channel(m) if per_channel else 0.0) * channels
+
+    hooks = [m.register_forward_hook(hook) for m in module.modules()
+             if isinstance(m, (nn.Conv2d, nn.Linear)) and not hasattr(m, "mask")]
+    with torch.no_grad():
+        module.eval()(x)
+    for h in hooks:
+        h.remove()
+    return total[0]
