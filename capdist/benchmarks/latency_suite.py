@@ -69,20 +69,12 @@ def _flops(model, size) -> int:
     return int(fvcore_by_module(model, (torch.randn(1, *size),))[""])
 
 
-def folded(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every BatchNorm folded into its convolution (torch.fx), as surgery leaves CDD's output,
-    so every row is timed as it would be deployed."""
-    from torch.fx.experimental.optimization import fuse
-
-    return fuse(copy.deepcopy(model).eval())
-
-
 def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, table_time: float) -> dict:
     """Every method at every target for one network and input size, timed side by side."""
     start = time.time()
     net, cm, example = short_run(name, steps)
     teacher = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
-    models, rows = {"teacher": folded(teacher)}, []
+    models, rows = {"teacher": teacher}, []
     base = _flops(teacher, size)
     for target in TARGETS:
         try:
@@ -123,7 +115,7 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, tab
                 rows.append({"method": label, "target": target, "skipped": str(exc)})
                 continue
             key = f"tp-{round_to or 1}-{target}"
-            models[key] = folded(res.model)
+            models[key] = res.model
             rows.append({"method": label, "target": target, "model": key})
     timing = time_side_by_side(models, size, (1,), rounds=rounds, repeats=3, reference="teacher")
     for row in rows:

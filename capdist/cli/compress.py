@@ -52,8 +52,9 @@ from .options import (
 @click.option("--rggr-k", type=click.IntRange(min=1), default=None,
               help="Neighbours per sample (default: 5 student-ranked, 2 teacher-ranked as the authors use).")
 @click.option("--penalty", default=4e-3, type=click.FloatRange(min=0), show_default=True, help="Group-lasso strength.")
-@click.option("--round-to", default=1, type=click.IntRange(min=1), show_default=True,
-              help="Kept widths are multiples of this.")
+@click.option("--round-to", default=None, type=click.IntRange(min=1),
+              help="Kept widths are multiples of this (default: 1; under --target-latency the multiple, 1 or 8, "
+                   "that the latency table times as faster).")
 @click.option("--min-ratio", default=0.2, type=click.FloatRange(0, 1), show_default=True,
               help="Every layer keeps at least this fraction of its channels.")
 @click.option("--feature-loss", type=click.Choice(["block", "stage"]), default="block", show_default=True,

@@ -1,6 +1,7 @@
 """Retrieval-embedding distillation for asymmetric retrieval: embedding MSE and cosine, CSD
-(Wu et al., CVPR 2023), RAML (Suma & Tolias, WACV 2023), ROP (Xie et al., ICLR 2023) and
-D3still (Xie et al., CVPR 2024). The teacher's embeddings of the batch act as the gallery.
+(Wu et al., CVPR 2023), RAML (Suma & Tolias, WACV 2023), ROP (Xie et al., ICLR 2023), D3still
+(Xie et al., CVPR 2024) and the cross-model contrastive term of asymmetric metric learning
+(Budnik & Avrithis, CVPR 2021). The teacher's embeddings of the batch act as the gallery.
 
 Example:
     >>> import torch
@@ -23,6 +24,15 @@ def embedding_mse_loss(e_s: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
 def embedding_cosine_loss(e_s: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
     """``1 - cos(e_s, e_t)`` averaged over the batch."""
     return (1 - F.cosine_similarity(e_s, e_t.detach(), dim=1)).mean()
+
+
+def cross_contrastive_loss(e_s: torch.Tensor, e_t: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
+    """Asymmetric contrastive term: each student embedding, as a query against the teacher's
+    embeddings of the batch as the gallery, must retrieve its own image's (cross-entropy over cosine
+    similarities / ``temperature``, the matching teacher embedding as the target)."""
+    s = F.normalize(e_s, dim=1)
+    t = F.normalize(e_t.detach(), dim=1)
+    return F.cross_entropy(s @ t.T / temperature, torch.arange(len(s), device=s.device))
 
 
 def _ranked(e_s: torch.Tensor, e_t: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -61,6 +61,8 @@ _ENTRIES = [
     LossInfo("emb_mse", "embeddings", "embedding regression", "embedding", 1.0, embeddings.embedding_mse_loss),
     LossInfo("emb_cosine", "embeddings", "embedding cosine", "embedding", 1.0,
              embeddings.embedding_cosine_loss),
+    LossInfo("cross_nce", "embeddings", "Budnik & Avrithis, CVPR 2021", "embedding", 1.0,
+             embeddings.cross_contrastive_loss, {"temperature": 0.05}),
     LossInfo("csd", "embeddings", "Wu et al., CVPR 2023", "embedding", 10.0, embeddings.csd_loss,
              {"k": 10, "t_query": 0.1, "t_gallery": 0.1}),
     LossInfo("raml", "embeddings", "Suma & Tolias, WACV 2023", "embedding", 10.0, embeddings.raml_loss,

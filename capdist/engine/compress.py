@@ -68,7 +68,8 @@ class CompressConfig:
         penalty: group-lasso strength (CDD: 4e-3).
         compactor_momentum: SGD momentum of the compactors (ResRep: 0.99 over long schedules;
             0.9 lets masked rows settle at zero within the short runs users make).
-        round_to: kept widths are multiples of this.
+        round_to: kept widths are multiples of this (None: 1 under a FLOPs target; under a latency
+            target the multiple the latency table times as faster, 1 or 8).
         min_ratio: every group keeps at least this fraction of its channels (0 gives CDD's purely
             global ranking, which empties deep layers at aggressive targets).
         kd_temperature: KD temperature (CDD: 2).
@@ -102,7 +103,7 @@ class CompressConfig:
     mask_until: float = 0.6
     penalty: float = 4e-3
     compactor_momentum: float = 0.9
-    round_to: int = 1
+    round_to: int | None = None
     min_ratio: float = 0.2
     kd_temperature: float = 2.0
     feature_loss: str = "block"
@@ -228,7 +229,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
         ctx.barrier()
         example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
         cm = attach(inner(student).train(), example, CompactorConfig(
-            scope=config.scope, penalty=config.penalty, round_to=config.round_to, min_ratio=config.min_ratio,
+            scope=config.scope, penalty=config.penalty, round_to=config.round_to or 1, min_ratio=config.min_ratio,
             diagonal_residual=config.residual_compactor == "diagonal"))
         student.train()
         frozen = Teacher(teacher)
@@ -257,7 +258,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
                         int(config.mask_until * total))
         budget = None if config.target_latency is None else latency_budget_for(
             cm, EmbeddingOnly(teacher), example, tuple(config.latency_input_size or data.image_shape),
-            config.latency_batch, config.latency_table_time, config.round_to == 1, out, ctx, resume)
+            config.latency_batch, config.latency_table_time, config.round_to is None, out, ctx, resume)
         target = config.target_flops if budget is None else config.target_latency
         if config.schedule == "norm":
             schedule = NormSchedule(cm, target, warmup=warmup, interval=interval, granularity=1,
@@ -399,7 +400,7 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     label = f"cdd-{config.schedule}" + ("" if config.scope == "all" else f" ({config.scope})")
     if config.min_ratio != CompressConfig.min_ratio:
         label += f" (min-ratio {config.min_ratio:g})"
-    if cm.config.round_to != CompressConfig.round_to:
+    if cm.config.round_to != 1:
         label += f" (round-to {cm.config.round_to})"
     if budget is not None:
         label += f" (latency target {config.target_latency:g})"

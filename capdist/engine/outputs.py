@@ -61,7 +61,8 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
     for row in rows:
         t = timing[row["name"]]
         row.update({"latency_device": t["device"], "latency_threads": t["threads"],
-                    "latency_input_size": t["input_size"], "latency_rounds": t["rounds"]})
+                    "latency_input_size": t["input_size"], "latency_rounds": t["rounds"],
+                    "latency_bn_folded": t["bn_folded"]})
         for b in batches:
             cell = t[f"b{b}"]
             row[f"latency_b{b}_ms"] = cell["median_ms"]

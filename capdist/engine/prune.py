@@ -77,7 +77,12 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
 
     ``teacher_name`` is anything :func:`capdist.engine.compress.load_teacher` takes (a user's own
     module included: it is pruned as itself, and fine-tuned without a classifier of its own).
+
+    Raises:
+        ValueError: ``method="none"`` (the unpruned reference) with a latency target it cannot meet.
     """
+    if config.method == "none" and config.target_latency is not None:
+        raise ValueError("method 'none' prunes nothing, so it cannot meet a latency target")
     start = time.time()
     out = Path(out)
     data = resolve_data(data_spec, train_subset, test_subset, config.train.seed)

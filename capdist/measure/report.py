@@ -36,6 +36,15 @@ def _latency(r: dict, b: int) -> str:
     return f"{text} ({ratio:.2f}x)" if ratio is not None else text
 
 
+def _folding(rows: list[dict]) -> str:
+    """How the models were timed with respect to their BatchNorms."""
+    flags = [r.get("latency_bn_folded") for r in rows]
+    if all(f is True for f in flags):
+        return "; BatchNorms folded into their convolutions, as deployed"
+    unfolded = [r["name"] for r, f in zip(rows, flags, strict=True) if f is False]
+    return f"; BatchNorms folded where torch.fx could trace the model (not: {', '.join(unfolded)})" if unfolded else ""
+
+
 def markdown_table(rows: list[dict], asymmetric_first: bool = False) -> str:
     """One line per model: cost, latency (and its ratio to the teacher's, timed side by side),
     symmetric and asymmetric retrieval (asymmetric first when the teacher's gallery stays)."""
@@ -61,7 +70,8 @@ def markdown_table(rows: list[dict], asymmetric_first: bool = False) -> str:
         r = rows[0]
         lines += ["", f"Latency: median of {r.get('latency_rounds', '?')} interleaved rounds, every model timed side "
                       f"by side with the teacher on {r['latency_device']} ({r['latency_threads']} threads) at "
-                      f"{'x'.join(map(str, r.get('latency_input_size', [])))}; ratios taken round by round."]
+                      f"{'x'.join(map(str, r.get('latency_input_size', [])))}; ratios taken round by round"
+                      + _folding(rows) + "."]
     return "\n".join(lines)
 
 

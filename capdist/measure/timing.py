@@ -5,6 +5,9 @@ latency next to FLOPs; here every ratio comes from the same moment of the same m
 Each round times every model once, in an order shuffled per round, with
 ``torch.utils.benchmark.Timer`` (which synchronises CUDA); a load spike that slows one round
 slows the reference with it, so the ratio taken round by round is what a report can trust.
+Every model is timed as it is deployed: a copy with each BatchNorm folded into the convolution
+before it (as surgery leaves a compressed model and as ONNX / TensorRT exports do), where
+``torch.fx`` can trace it.
 
 Example:
     >>> import torch
@@ -16,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import statistics
@@ -32,6 +36,22 @@ def _benchmark():
     return benchmark
 
 
+def deployed(model: nn.Module) -> tuple[nn.Module, bool]:
+    """A copy of ``model`` in eval mode with every BatchNorm that follows a convolution folded into
+    it (``torch.fx.experimental.optimization.fuse``), and whether that worked; a model ``torch.fx``
+    cannot trace comes back as an unfolded copy, one without BatchNorms as itself."""
+    from torch.fx.experimental.optimization import fuse
+
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model, True
+    plain = copy.deepcopy(model).eval()
+    try:
+        return fuse(plain), True
+    except Exception as exc:  # noqa: BLE001 - any tracing failure leaves the model as it is
+        logging.getLogger("capdist").debug("BatchNorms not folded for timing (%s: %s)", type(exc).__name__, exc)
+        return plain, False
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -40,7 +60,8 @@ def _percentile(values: list[float], q: float) -> float:
 def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...], batch_sizes: tuple[int, ...] = (1, 32),
                       rounds: int = 5, repeats: int = 5, warmup: int = 2, device: str = "cpu",
                       reference: str | None = None, seed: int = 0,
-                      input_sizes: dict[str, tuple[int, ...]] | None = None) -> dict[str, dict]:
+                      input_sizes: dict[str, tuple[int, ...]] | None = None,
+                      fold_batchnorm: bool = True) -> dict[str, dict]:
     """Median latency of every model, timed in interleaved rounds.
 
     Args:
@@ -54,15 +75,20 @@ def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...],
         reference: the model every ratio is taken against (default: the first).
         seed: shuffles the order of models within each round.
         input_sizes: per-model C, H, W where a model takes another size than ``input_size``.
+        fold_batchnorm: time :func:`deployed` copies (the models themselves are not changed).
 
     Returns:
-        ``{name: {"device", "threads", "input_size", "rounds", "b<N>": {"median_ms", "p10_ms",
-        "p90_ms", "ratio", "ratio_min", "ratio_max"}}}``.
+        ``{name: {"device", "threads", "input_size", "rounds", "bn_folded", "b<N>": {"median_ms",
+        "p10_ms", "p90_ms", "ratio", "ratio_min", "ratio_max"}}}``.
     """
     dev = torch.device(device)
     reference = reference or next(iter(models))
     sizes = {name: tuple((input_sizes or {}).get(name, input_size)) for name in models}
     threads = torch.get_num_threads()
+    folded = {name: True for name in models}
+    if fold_batchnorm:
+        copies = {name: deployed(m) for name, m in models.items()}
+        models, folded = {n: c[0] for n, c in copies.items()}, {n: c[1] for n, c in copies.items()}
     was = {name: m.training for name, m in models.items()}
     benchmark = _benchmark()
     timers: dict = {}
@@ -88,7 +114,8 @@ def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...],
             model.train(was[name])
     result = {}
     for name in models:
-        row: dict = {"device": str(dev), "threads": threads, "input_size": list(sizes[name]), "rounds": rounds}
+        row: dict = {"device": str(dev), "threads": threads, "input_size": list(sizes[name]), "rounds": rounds,
+                     "bn_folded": folded[name] if fold_batchnorm else False}
         for b in batch_sizes:
             ms = times[name, b]
             ratios = [m / r for m, r in zip(ms, times[reference, b], strict=True)]

@@ -78,6 +78,22 @@ def test_embedding_losses_by_hand():
     assert float(E.csd_loss(s2, t2, k=2, t_query=1.0, t_gallery=1.0)) == pytest.approx(kl, rel=1e-5)
 
 
+def test_cross_contrastive_by_hand():
+    # two images, unit embeddings: the student's first matches the teacher's first (cos 1) and is
+    # orthogonal to the second (cos 0); the second student embedding is at 60 degrees from the first
+    # teacher embedding and 30 from its own
+    s = torch.tensor([[1.0, 0.0], [0.5, 0.5 * math.sqrt(3)]])
+    t = torch.tensor([[2.0, 0.0], [0.0, 3.0]])
+    tau = 0.5
+    first = -math.log(math.exp(1 / tau) / (math.exp(1 / tau) + math.exp(0)))
+    c = math.sqrt(3) / 2
+    second = -math.log(math.exp(c / tau) / (math.exp(0.5 / tau) + math.exp(c / tau)))
+    assert float(E.cross_contrastive_loss(s, t, temperature=tau)) == pytest.approx((first + second) / 2, rel=1e-6)
+    s.requires_grad_(True)
+    E.cross_contrastive_loss(s, t.requires_grad_(True)).backward()
+    assert t.grad is None, "the teacher's gallery is not trained"
+
+
 @pytest.mark.parametrize("name", ["kd", "fitnet", "at", "rkd_distance", "rkd_angle", "pkt", "sp", "cc",
                                   "emb_mse", "emb_cosine", "raml", "d3still"])
 def test_zero_when_student_equals_teacher(name):

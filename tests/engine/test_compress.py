@@ -308,6 +308,25 @@ def test_latency_target_is_predicted_calibrated_and_checked_side_by_side(teacher
         assert (out / "mask_schedule.png").is_file()
 
 
+def test_a_round_to_the_user_gave_is_kept_under_a_latency_target(teacher_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
+    cfg = _config("norm", "all")
+    cfg.target_latency, cfg.latency_table_time, cfg.round_to = 0.8, 0.002, 1
+    cfg.latency_input_size = (3, 48, 48)
+    report = compress(str(teacher_dir), None, "digits", cfg, tmp_path / "out", train_subset=320)
+    calibration = report["latency_budget"]["calibration"]
+    assert report["round_to"] == 1 and "round_to" not in calibration
+    assert set(calibration["probes"]) == {"uniform 0.5", "uniform 0.25"}
+
+
+def test_the_unpruned_reference_refuses_a_latency_target(tmp_path):
+    from capdist.engine.prune import PruneConfig, prune_run
+
+    with pytest.raises(ValueError, match="cannot meet a latency target"):
+        prune_run("tiny_resnet", None, "digits", PruneConfig(method="none", target_latency=0.5), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 def test_prune_bisects_on_the_latency_table(teacher_dir, tmp_path, monkeypatch):
     from capdist.engine.prune import PruneConfig, prune_run
     from capdist.measure import latency_table

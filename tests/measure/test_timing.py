@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from capdist.measure import time_side_by_side
+from capdist.measure.timing import deployed
 
 
 class _Sleeper(nn.Module):
@@ -42,3 +43,33 @@ def test_models_keep_their_mode_and_may_take_their_own_input_size():
                           input_sizes={"b": (3, 12, 12)})
     assert a.training and b.training
     assert t["a"]["input_size"] == [3, 8, 8] and t["b"]["input_size"] == [3, 12, 12]
+
+
+class _Branchy(nn.Module):
+    """Data-dependent control flow: torch.fx cannot trace it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.bn(self.conv(x)) if x.sum() > -1e9 else x
+
+
+def test_models_are_timed_with_their_batchnorms_folded_as_deployed():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).train()
+    net[1].running_mean.uniform_(-1, 1)
+    net[1].running_var.uniform_(0.5, 2)
+    folded, ok = deployed(net)
+    x = torch.randn(2, 3, 8, 8)
+    assert ok and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    torch.testing.assert_close(folded(x), net.eval()(x), rtol=1e-5, atol=1e-5)
+    assert isinstance(net[1], nn.BatchNorm2d), "the model itself keeps its BatchNorm"
+    branchy, ok = deployed(_Branchy())
+    assert not ok and isinstance(branchy.bn, nn.BatchNorm2d)
+    net.train()
+    t = time_side_by_side({"net": net, "branchy": _Branchy(), "conv": nn.Conv2d(3, 4, 3)}, (3, 8, 8),
+                          batch_sizes=(1,), rounds=1, repeats=1)
+    assert t["net"]["bn_folded"] and t["conv"]["bn_folded"] and not t["branchy"]["bn_folded"]
+    assert net.training
