@@ -56,20 +56,43 @@ def collect(root: str | Path) -> dict:
     return cells
 
 
+def is_baseline(method: str) -> bool:
+    """``magnitude``, ``taylor`` and their variants (``magnitude-nce``, ``taylor-gallery-teacher``)."""
+    return method.split("-")[0] in BASELINES
+
+
+def baselines_for(entry: dict, method: str) -> list[str]:
+    """The baselines ``method`` is judged against: those run with the same variant suffix (the
+    longest one, e.g. ``cdd-norm-gallery-teacher-nce`` against ``magnitude-gallery-teacher-nce``),
+    else the plain ones."""
+    parts = method.split("-")
+    for k in range(1, len(parts)):
+        suffix = "-".join(parts[k:])
+        matched = [f"{b}-{suffix}" for b in BASELINES if f"{b}-{suffix}" in entry["methods"]]
+        if matched:
+            return matched
+    return [b for b in BASELINES if b in entry["methods"]]
+
+
 def verdict(entry: dict, method: str) -> str:
-    """How ``method`` compares with the best baseline: a win or loss only outside both spreads."""
-    base = [(entry["methods"][b]["mAP"], b) for b in BASELINES if b in entry["methods"]]
-    if not base or method not in entry["methods"] or method in BASELINES:
+    """How ``method`` compares with the best of its baselines: a win or loss only outside both spreads
+    (asymmetric mAP for a ``gallery-teacher`` method, whose queries meet the teacher's gallery)."""
+    if method not in entry["methods"] or is_baseline(method):
+        return ""
+    key = "mAP_asym" if "gallery-teacher" in method and entry["methods"][method]["mAP_asym"] else "mAP"
+    base = [(entry["methods"][b][key], b) for b in baselines_for(entry, method) if entry["methods"][b][key]]
+    if not base:
         return ""
     best, name = max(base, key=lambda t: t[0]["mean"])
-    mine = entry["methods"][method]["mAP"]
+    mine = entry["methods"][method][key]
     gap = mine["mean"] - best["mean"]
+    what = " (teacher gallery)" if key == "mAP_asym" else ""
     if min(mine["n"], best["n"]) < 2:
-        return f"{gap:+.2f} vs {name} (one seed: no spread yet)"
+        return f"{gap:+.2f} vs {name}{what} (one seed: no spread yet)"
     spread = max(mine["std"], best["std"])
     if abs(gap) <= spread:
-        return f"{gap:+.2f} vs {name}: inside the spread"
-    return f"{gap:+.2f} vs {name}: {'better' if gap > 0 else 'worse'}, outside one std"
+        return f"{gap:+.2f} vs {name}{what}: inside the spread"
+    return f"{gap:+.2f} vs {name}{what}: {'better' if gap > 0 else 'worse'}, outside one std"
 
 
 def markdown(cells: dict) -> str:
@@ -81,7 +104,7 @@ def markdown(cells: dict) -> str:
     for entry in sorted(cells.values(), key=lambda e: (e["target"], e["protocol"])):
         lines += [f"## {entry['protocol']}, {entry['target']:.0%} of the FLOPs", "",
                   f"Teacher mAP {entry['teacher']:.2f}.", "",
-                  "| method | seeds | FLOPs | mAP | mAP (teacher gallery) | vs best baseline |",
+                  "| method | seeds | FLOPs | mAP | mAP (teacher gallery) | vs the best of its baselines |",
                   "|---|---|---|---|---|---|"]
         for method, m in entry["methods"].items():
             asym = f"{m['mAP_asym']['mean']:.2f} ± {m['mAP_asym']['std']:.2f}" if m["mAP_asym"] else "-"
@@ -98,7 +121,7 @@ def plot(cells: dict, path: Path) -> None:
         names = list(entry["methods"])
         means = [entry["methods"][n]["mAP"]["mean"] for n in names]
         stds = [entry["methods"][n]["mAP"]["std"] for n in names]
-        colors = ["#fd8d3c" if n in BASELINES else "#3182bd" for n in names]
+        colors = ["#fd8d3c" if is_baseline(n) else "#3182bd" for n in names]
         ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=colors)
         ax.axhline(entry["teacher"], color="gray", ls="--", lw=1, label="teacher")
         ax.set_xticks(range(len(names)))

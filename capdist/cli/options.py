@@ -173,8 +173,9 @@ def report_options(func):
     return click.option("--gallery", type=click.Choice(["own", "teacher"]), default="own", show_default=True,
                         help="'teacher': the compressed model will encode queries against the teacher's deployed "
                              "gallery: the teacher's classifier stays, its embedding is regressed through the BNNeck "
-                             "as deployed, and the report shows asymmetric mAP first (on fmnist-open it does not yet "
-                             "close the gap: docs/benchmarks/gallery-fmnist-open25).")(decorated)
+                             "as deployed, each query must retrieve its own image's teacher embedding among the "
+                             "batch's (cross_nce), and the report shows asymmetric mAP first "
+                             "(docs/benchmarks/gallery-fmnist-open25).")(decorated)
 
 
 def latency_target_options(func):

@@ -21,11 +21,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..distill.embeddings import embedding_mse_loss
+from ..distill.embeddings import cross_contrastive_loss, embedding_mse_loss
 from ..distill.logits import kd_loss
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 
 GALLERY_FEATURE_WEIGHT = 1.0
+GALLERY_CONTRASTIVE_WEIGHT = 4.0
 
 
 class RetrievalTaskLoss(nn.Module):
@@ -45,13 +46,17 @@ class RetrievalTaskLoss(nn.Module):
             onto the teacher's embedding, the term that keeps a student compatible with the
             teacher's gallery (0: off).
         eval_neck: that frozen BNNeck (needed for the term).
+        contrastive_weight: weight of ``cross_nce`` (Budnik & Avrithis, CVPR 2021): each student
+            embedding, as a query among the teacher's embeddings of the batch, must retrieve its own
+            image's (0: off).
     """
 
     def __init__(self, student_logits: bool, teacher_logits: bool, embed_dim: int = 0, num_classes: int = 0,
                  kd: bool = True, kd_temperature: float = 2.0, embedding_weight: float = 1.0,
                  temporary_classifier: bool = True, feature_weight: float = 0.0,
-                 eval_neck: nn.Module | None = None) -> None:
+                 eval_neck: nn.Module | None = None, contrastive_weight: float = 0.0) -> None:
         super().__init__()
+        self.contrastive_weight = contrastive_weight
         self.feature_weight = feature_weight if student_logits and eval_neck is not None else 0.0
         self.eval_neck = [eval_neck] if eval_neck is not None else None
         self.student_logits = student_logits
@@ -72,6 +77,8 @@ class RetrievalTaskLoss(nn.Module):
             w["emb_mse"] = self.embedding_weight
         if self.feature_weight:
             w["deployed_emb_mse"] = self.feature_weight
+        if self.contrastive_weight:
+            w["cross_nce"] = self.contrastive_weight
         return w
 
     def forward(self, s_out: dict, t_out: dict, pids: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -83,13 +90,19 @@ class RetrievalTaskLoss(nn.Module):
             if self.feature_weight and t_out["embedding"].shape == s_out["embedding"].shape:
                 terms["deployed_emb_mse"] = self.feature_weight * embedding_mse_loss(
                     deployed_embedding(self.eval_neck, s_out["feature"]), t_out["embedding"])
-            return terms
+            return self._contrastive(terms, s_out["embedding"], t_out["embedding"])
         emb = s_out["embedding"]
         terms = {"triplet": batch_hard_triplet(emb, pids)}
         if self.head is not None:
             terms["ce"] = smoothed_cross_entropy(self.head(emb), pids)
         if self.embedding_weight and t_out["embedding"].shape == emb.shape:
             terms["emb_mse"] = self.embedding_weight * embedding_mse_loss(emb, t_out["embedding"])
+        return self._contrastive(terms, emb, t_out["embedding"])
+
+    def _contrastive(self, terms: dict[str, torch.Tensor], e_s: torch.Tensor, e_t: torch.Tensor
+                     ) -> dict[str, torch.Tensor]:
+        if self.contrastive_weight and e_s.shape == e_t.shape:
+            terms["cross_nce"] = self.contrastive_weight * cross_contrastive_loss(e_s, e_t)
         return terms
 
 
@@ -103,12 +116,14 @@ def deployed_embedding(neck: list[nn.Module] | nn.Module, feature: torch.Tensor)
 
 def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor, num_classes: int,
                   kd: bool = True, kd_temperature: float = 2.0, seed: int = 0,
-                  gallery: str = "own", feature_weight: float = GALLERY_FEATURE_WEIGHT) -> RetrievalTaskLoss:
+                  gallery: str = "own", feature_weight: float = GALLERY_FEATURE_WEIGHT,
+                  contrastive_weight: float = GALLERY_CONTRASTIVE_WEIGHT) -> RetrievalTaskLoss:
     """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded.
 
     ``gallery="teacher"`` adds the regression of the teacher's embedding by the student's feature
-    through the frozen BNNeck as deployed; pair it with :class:`TeacherHead` (a user's model
-    regresses the teacher's embedding either way).
+    through the frozen BNNeck as deployed and the cross-model contrastive term (the teacher's
+    embeddings of the batch as the gallery the student's must retrieve from); pair it with
+    :class:`TeacherHead` (a user's model regresses the teacher's embedding either way).
     """
     from ..models.view import has_logits, inner
 
@@ -123,6 +138,7 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
         return RetrievalTaskLoss(has_logits(student), has_logits(teacher), width, num_classes, kd=kd,
                                  kd_temperature=kd_temperature,
                                  feature_weight=feature_weight if gallery == "teacher" else 0.0,
+                                 contrastive_weight=contrastive_weight if gallery == "teacher" else 0.0,
                                  eval_neck=getattr(inner(student), "neck", None) if gallery == "teacher" else None)
 
 

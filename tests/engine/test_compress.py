@@ -1,6 +1,7 @@
 """capdist compress end to end on digits, the retrieval schedule, load and export."""
 
 import json
+import math
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ from capdist.compactor.cost import fvcore_by_module
 from capdist.compactor.retrieval_schedule import low_contribution_units
 from capdist.engine import TrainConfig
 from capdist.engine.compress import CompressConfig, compress
+from capdist.engine.task_loss import GALLERY_CONTRASTIVE_WEIGHT
 from capdist.errors import CheckpointError, OutputExists, UnreachableTarget
 from capdist.io import save_run, save_weights
 from capdist.io.export import EmbeddingOnly, export_run
@@ -238,13 +240,17 @@ def test_deployed_embedding_term_uses_the_necks_running_statistics():
         neck.running_var.copy_(torch.tensor([4.0, 1.0]))
         neck.weight.copy_(torch.tensor([2.0, 1.0]))
         neck.bias.zero_()
-    task = RetrievalTaskLoss(student_logits=True, teacher_logits=True, feature_weight=3.0, eval_neck=neck)
+    task = RetrievalTaskLoss(student_logits=True, teacher_logits=True, feature_weight=3.0, eval_neck=neck,
+                             contrastive_weight=2.0)
     s = {"feature": torch.tensor([[3.0, 2.0], [1.0, 0.0]]), "embedding": torch.zeros(2, 2), "logits": torch.zeros(2, 3)}
     t = {"embedding": torch.tensor([[1.0, 2.0], [1.0, 1.0]]), "logits": torch.zeros(2, 3)}
     # deployed: (f - mean) / sqrt(var + eps) * w: [[2, 2], [0, 0]] (eps 1e-5 aside)
     terms = task(s, t, torch.tensor([0, 1]))
     assert float(terms["deployed_emb_mse"]) == pytest.approx(3.0 * (1 + 0 + 1 + 1) / 4, rel=1e-4)
     assert task.weights()["deployed_emb_mse"] == 3.0
+    # a zero student embedding is equally similar to both teacher embeddings: cross-entropy log 2
+    assert float(terms["cross_nce"]) == pytest.approx(2.0 * math.log(2), rel=1e-6)
+    assert task.weights()["cross_nce"] == 2.0
     assert not list(task.parameters())  # the neck is not trained through the loss
 
 
@@ -261,6 +267,7 @@ def test_teacher_gallery_mode_keeps_the_teachers_classifier_exactly(teacher_dir,
     assert not torch.equal(before["neck.running_mean"], after["neck.running_mean"])  # the neck keeps adapting
     rep = json.loads((out / "report.json").read_text())
     assert rep["gallery"] == "teacher" and rep["loss_terms"]["deployed_emb_mse"] == 1.0
+    assert rep["loss_terms"]["cross_nce"] == GALLERY_CONTRASTIVE_WEIGHT
     assert "(teacher gallery)" in rep["method"]
     header = (out / "report.md").read_text().split("\n")[2]
     assert header.index("mAP (teacher gallery)") < header.index("| mAP |")
