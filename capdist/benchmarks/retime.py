@@ -37,7 +37,8 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
         device: where to time them.
 
     Returns:
-        ``{run: {"latency_b1_ms", "latency_b32_ms", "ratio_b1", "ratio_b32", "rounds", "threads"}}``
+        ``{run: {"latency_b1_ms", "latency_b32_ms", "ratio_b1", "ratio_b32", "rounds", "threads", "device",
+        "bn_folded"}}``
         (keys follow ``batch_sizes``), with the teacher under the key ``"teacher"``.
 
     Raises:
@@ -55,7 +56,7 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
                                seed=seed, input_sizes=shapes)
     result = {}
     for key, t in timing.items():
-        row: dict = {"rounds": rounds, "threads": t["threads"], "device": t["device"]}
+        row: dict = {"rounds": rounds, "threads": t["threads"], "device": t["device"], "bn_folded": t["bn_folded"]}
         for b in batch_sizes:
             row[f"latency_b{b}_ms"] = t[f"b{b}"]["median_ms"]
             row[f"ratio_b{b}"] = t[f"b{b}"]["ratio"]

@@ -53,12 +53,15 @@ from .options import (
               help="Neighbours per sample (default: 5 student-ranked, 2 teacher-ranked as the authors use).")
 @click.option("--penalty", default=4e-3, type=click.FloatRange(min=0), show_default=True, help="Group-lasso strength.")
 @click.option("--round-to", default=None, type=click.IntRange(min=1),
-              help="Kept widths are multiples of this (default: 1; under --target-latency the multiple, 1 or 8, "
-                   "that the latency table times as faster).")
+              help="Kept widths are multiples of this (default: 1; under --target-latency 1 or 8, whichever a "
+                   "side-by-side timing of two pruned probes shows to be faster).")
 @click.option("--min-ratio", default=0.2, type=click.FloatRange(0, 1), show_default=True,
               help="Every layer keeps at least this fraction of its channels.")
 @click.option("--feature-loss", type=click.Choice(["block", "stage"]), default="block", show_default=True,
               help="CDD's per-block loss before the compactors (authors' code) or pooled stage outputs (MSE).")
+@click.option("--cross-nce", default=CompressConfig.cross_nce, type=click.FloatRange(min=0), show_default=True,
+              help="Weight of the cross-model contrastive term: each compressed embedding must retrieve its own "
+                   "image's teacher embedding among the batch's (0: off).")
 @click.option("--distill", default="", help="Extra terms, e.g. 'rkd_distance:25,fitnet:2@backbone.layer3'.")
 @click.option("--finetune-epochs", default=0, type=click.IntRange(min=0), show_default=True)
 @click.option("--student", default=None, help="Heavy student architecture (default: a copy of the teacher).")
@@ -76,7 +79,7 @@ from .options import (
 def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, target_flops,
                  target_latency, latency_batch, schedule, scope, residual_compactor, epochs, mask_warmup, mask_until,
                  mask_ratio, rggr_neighbours, rggr_k, penalty, round_to,
-                 min_ratio, feature_loss, distill, finetune_epochs, student, student_weights, train_subset,
+                 min_ratio, feature_loss, cross_nce, distill, finetune_epochs, student, student_weights, train_subset,
                  test_subset, batch_size, lr, seed, device, gallery, latency_input_size, resume, overwrite,
                  recipe, **data_kw) -> None:
     """Compress a trained retrieval model to TARGET-FLOPS of its cost (or TARGET-LATENCY of its time),
@@ -94,8 +97,8 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
                          mask_warmup=mask_warmup,
                          mask_until=mask_until, ratio=mask_ratio, neighbours=rggr_neighbours, k=rggr_k,
                          penalty=penalty, round_to=round_to, min_ratio=min_ratio, feature_loss=feature_loss,
-                         distill=distill, finetune_epochs=finetune_epochs, latency_input_size=latency_input_size,
-                         gallery=gallery,
+                         cross_nce=cross_nce, distill=distill, finetune_epochs=finetune_epochs,
+                         latency_input_size=latency_input_size, gallery=gallery,
                          train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, warmup_epochs=0.5,
                                            **settings))
     report = compress(teacher, weights, dataset, cfg, out, student_name=student, student_weights=student_weights,

@@ -39,7 +39,7 @@ from ..models.view import inner, like
 from .distributed import DistContext, init_distributed
 from .latency_target import BudgetState, latency_budget_for
 from .outputs import model_rows, save_result
-from .task_loss import TeacherHead, task_loss_for
+from .task_loss import CROSS_NCE_WEIGHT, TeacherHead, task_loss_for
 from .trainer import TrainConfig, Trainer
 
 log = logging.getLogger("capdist")
@@ -69,7 +69,7 @@ class CompressConfig:
         compactor_momentum: SGD momentum of the compactors (ResRep: 0.99 over long schedules;
             0.9 lets masked rows settle at zero within the short runs users make).
         round_to: kept widths are multiples of this (None: 1 under a FLOPs target; under a latency
-            target the multiple the latency table times as faster, 1 or 8).
+            target 1 or 8, whichever a side-by-side timing of two pruned probes shows to be faster).
         min_ratio: every group keeps at least this fraction of its channels (0 gives CDD's purely
             global ranking, which empties deep layers at aggressive targets).
         kd_temperature: KD temperature (CDD: 2).
@@ -77,6 +77,9 @@ class CompressConfig:
             pooled features before the compactor, batch mean, summed over blocks) or ``"stage"``
             (mean over the last four stages of the MSE of pooled stage outputs).
         pooled_weight: weight of that feature loss (CDD: 0.5).
+        cross_nce: weight of the cross-model contrastive term (Budnik & Avrithis, CVPR 2021): each
+            student embedding, among the teacher's embeddings of the batch, must retrieve its own
+            image's (0: off; ``docs/benchmarks/seeds-fmnist`` measures it).
         distill: extra terms, e.g. ``"rkd_distance:25,fitnet:2@backbone.layer3"``.
         neighbours: the retrieval schedule's neighbour search: ``"student"`` (the student feature
             ranks a bank without the batch) or ``"teacher"`` (the authors' code: the teacher feature
@@ -108,6 +111,7 @@ class CompressConfig:
     kd_temperature: float = 2.0
     feature_loss: str = "block"
     pooled_weight: float = 0.5
+    cross_nce: float = CROSS_NCE_WEIGHT
     distill: str = ""
     neighbours: str = "student"
     k: int | None = None
@@ -248,7 +252,8 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
         extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
         kept_head = TeacherHead(student) if config.gallery == "teacher" else None
         task = task_loss_for(student, teacher, example, data.num_classes, kd_temperature=config.kd_temperature,
-                             seed=config.train.seed, gallery=config.gallery).to(ctx.device)
+                             seed=config.train.seed, gallery=config.gallery,
+                             contrastive_weight=config.cross_nce).to(ctx.device)
 
         interval = max(1, steps_per_epoch // 10)
         deadline = max(int(config.mask_until * total), warmup)
@@ -336,7 +341,7 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
 
 def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: TrainConfig, epochs: int,
              kd_temperature: float, out: Path, extras: str = "", kd: bool = True,
-             device: str = "cpu", gallery: str = "own") -> tuple[nn.Module, dict]:
+             device: str = "cpu", gallery: str = "own", cross_nce: float | None = None) -> tuple[nn.Module, dict]:
     """Fine-tune a plain (pruned) model at a tenth of the lr with the task terms that fit it: CE + triplet
     (+ KD) for a RetrievalNet, triplet + teacher-embedding regression (+ CE through a temporary
     classifier) for a user's model; plus any extra distillation terms.
@@ -351,7 +356,7 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     more = DistillObjective(parse_spec(extras), model, frozen, example) if extras else None
     kept_head = TeacherHead(model) if gallery == "teacher" else None
     task = task_loss_for(model, teacher, example, data.num_classes, kd=kd, kd_temperature=kd_temperature,
-                         seed=train.seed, gallery=gallery).to(dev)
+                         seed=train.seed, gallery=gallery, contrastive_weight=cross_nce).to(dev)
 
     def objective(net, images, pids, step):
         s_out, t_out = net(images), frozen(images)
@@ -387,7 +392,7 @@ def _finish(cm, student, teacher, data, config: CompressConfig, out: Path, devic
     if config.finetune_epochs:
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs,
                                 config.kd_temperature, out / "finetune", config.distill, device=device,
-                                gallery=config.gallery)
+                                gallery=config.gallery, cross_nce=config.cross_nce)
         loss_weights = {**loss_weights, "finetune": tuned}
         entries.append((f"compressed + {config.finetune_epochs} fine-tune epochs", final))
     if kept_head is not None:

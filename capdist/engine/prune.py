@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 
 from ..data import RetrievalData, fetch
+from ..errors import UnreachableTarget
 from ..io.atomic import check_out_dir, prepare_out_dir
 from ..measure.latency_table import build_latency_table
+from ..measure.timing import deployed
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from ..models.view import has_logits, inner, like
 from ..pruners import prune_to_flops
@@ -79,10 +81,10 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
     module included: it is pruned as itself, and fine-tuned without a classifier of its own).
 
     Raises:
-        ValueError: ``method="none"`` (the unpruned reference) with a latency target it cannot meet.
+        UnreachableTarget: ``method="none"`` (the unpruned reference) with a latency target.
     """
     if config.method == "none" and config.target_latency is not None:
-        raise ValueError("method 'none' prunes nothing, so it cannot meet a latency target")
+        raise UnreachableTarget("method 'none' prunes nothing, so it cannot meet a latency target")
     start = time.time()
     out = Path(out)
     data = resolve_data(data_spec, train_subset, test_subset, config.train.seed)
@@ -100,7 +102,7 @@ def prune_run(teacher_name, weights: str | None, data_spec: str | RetrievalData,
     table = None
     if config.target_latency is not None and config.method != "none":
         size = tuple(config.latency_input_size or data.image_shape)
-        table = build_latency_table(inner(teacher), size, config.latency_batch, device,
+        table = build_latency_table(deployed(inner(teacher))[0], size, config.latency_batch, device,
                                     min_run_time=config.latency_table_time)
         inner(teacher).to("cpu")
     if config.method == "none":

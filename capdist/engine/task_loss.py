@@ -26,7 +26,7 @@ from ..distill.logits import kd_loss
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 
 GALLERY_FEATURE_WEIGHT = 1.0
-GALLERY_CONTRASTIVE_WEIGHT = 4.0
+CROSS_NCE_WEIGHT = 4.0
 
 
 class RetrievalTaskLoss(nn.Module):
@@ -48,7 +48,8 @@ class RetrievalTaskLoss(nn.Module):
         eval_neck: that frozen BNNeck (needed for the term).
         contrastive_weight: weight of ``cross_nce`` (Budnik & Avrithis, CVPR 2021): each student
             embedding, as a query among the teacher's embeddings of the batch, must retrieve its own
-            image's (0: off).
+            image's (0: off). Under DDP the batch is this rank's slice, so the gallery searched
+            holds batch / world-size images.
     """
 
     def __init__(self, student_logits: bool, teacher_logits: bool, embed_dim: int = 0, num_classes: int = 0,
@@ -117,14 +118,18 @@ def deployed_embedding(neck: list[nn.Module] | nn.Module, feature: torch.Tensor)
 def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor, num_classes: int,
                   kd: bool = True, kd_temperature: float = 2.0, seed: int = 0,
                   gallery: str = "own", feature_weight: float = GALLERY_FEATURE_WEIGHT,
-                  contrastive_weight: float = GALLERY_CONTRASTIVE_WEIGHT) -> RetrievalTaskLoss:
+                  contrastive_weight: float | None = None) -> RetrievalTaskLoss:
     """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded.
 
     ``gallery="teacher"`` adds the regression of the teacher's embedding by the student's feature
     through the frozen BNNeck as deployed and the cross-model contrastive term (the teacher's
     embeddings of the batch as the gallery the student's must retrieve from); pair it with
     :class:`TeacherHead` (a user's model regresses the teacher's embedding either way).
+    ``contrastive_weight`` is that term's weight (None: :data:`CROSS_NCE_WEIGHT` for the teacher's
+    gallery, off otherwise).
     """
+    if contrastive_weight is None:
+        contrastive_weight = CROSS_NCE_WEIGHT if gallery == "teacher" else 0.0
     from ..models.view import has_logits, inner
 
     width = 0
@@ -138,7 +143,7 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
         return RetrievalTaskLoss(has_logits(student), has_logits(teacher), width, num_classes, kd=kd,
                                  kd_temperature=kd_temperature,
                                  feature_weight=feature_weight if gallery == "teacher" else 0.0,
-                                 contrastive_weight=contrastive_weight if gallery == "teacher" else 0.0,
+                                 contrastive_weight=contrastive_weight,
                                  eval_neck=getattr(inner(student), "neck", None) if gallery == "teacher" else None)
 
 

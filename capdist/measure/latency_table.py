@@ -261,20 +261,57 @@ def _time_entry(entry: LayerEntry, f_in: float, f_out: float, device: torch.devi
 
 def _suspect(ms: np.ndarray, entry: LayerEntry, grid: tuple[float, ...], ins: range | list[int],
              outs: range | list[int]) -> list[tuple[int, int]]:
-    """Entries more than :data:`SPIKE` times what their narrower neighbour's time, scaled by the channels
-    added, allows: most likely a stall of the machine during that measurement (a spike at the full
-    width would survive :func:`_monotone` and make every narrower width look cheap)."""
+    """Entries more than :data:`SPIKE` times what their nearest narrower neighbour of another width
+    allows (its time scaled by the channels added): most likely a stall of the machine during that
+    measurement (a spike at the full width would survive :func:`_monotone` and make every narrower
+    width look cheap)."""
     widths = {(i, o): _widths(entry, grid[i], grid[o]) for i in ins for o in outs}
+
+    def narrower(i: int, o: int, axis: int) -> tuple[int, int] | None:
+        step = (-1, 0) if axis == 0 else (0, -1)
+        cell = (i + step[0], o + step[1])
+        while cell in widths and widths[cell][axis] == widths[i, o][axis]:
+            cell = (cell[0] + step[0], cell[1] + step[1])
+        return cell if cell in widths else None
+
     suspects = []
     for (i, o), (c_in, c_out) in widths.items():
-        bounds = []
-        if (i - 1, o) in widths:
-            bounds.append(ms[i - 1, o] * c_in / widths[i - 1, o][0])
-        if (i, o - 1) in widths:
-            bounds.append(ms[i, o - 1] * c_out / widths[i, o - 1][1])
+        bounds = [ms[n] * (c_in, c_out)[axis] / widths[n][axis]
+                  for axis in (0, 1) if (n := narrower(i, o, axis)) is not None]
         if bounds and ms[i, o] > SPIKE * min(bounds):
             suspects.append((i, o))
     return suspects
+
+
+def _measure_layer(entry: LayerEntry, grid: tuple[float, ...], device: torch.device, timer: Timer,
+                   measured: dict[tuple, float]) -> np.ndarray:
+    """The grid of one layer's milliseconds over the widths it may take; suspect entries (and the one
+    entry of a layer whose widths are fixed) timed again, each shape once per pass."""
+    n = len(grid)
+    ins = range(n) if entry.varies[0] else [n - 1]
+    outs = range(n) if entry.varies[1] else [n - 1]
+    cells = [(i, o) for i in ins for o in outs]
+    ms = np.zeros((n, n))
+
+    def fill() -> None:
+        for i, o in cells:
+            ms[i, o] = _time_entry(entry, grid[i], grid[o], device, timer, measured)
+
+    fill()
+    again = cells if len(cells) == 1 else []
+    for _ in range(RECHECKS + 1):
+        shapes = {_widths(entry, grid[i], grid[o]): (i, o) for i, o in again}
+        for i, o in shapes.values():
+            _time_entry(entry, grid[i], grid[o], device, timer, measured, again=True)
+        fill()
+        again = _suspect(ms, entry, grid, ins, outs)
+        if not again:
+            break
+    if not entry.varies[0]:
+        ms[:] = ms[n - 1]
+    if not entry.varies[1]:
+        ms[:, :] = ms[:, n - 1:n]
+    return ms
 
 
 def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_size: int = 1, device: str = "cpu",
@@ -327,22 +364,8 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
             log.warning("latency table cache %s is unreadable; measuring again", path)
     timer = timer or benchmark_timer(min_run_time)
     measured: dict[tuple, float] = {}
-    n = len(grid)
     for entry in progress(list(layers.values()), "latency table", unit="layer"):
-        ins = range(n) if entry.varies[0] else [n - 1]
-        outs = range(n) if entry.varies[1] else [n - 1]
-        ms = np.zeros((n, n))
-        for i in ins:
-            for o in outs:
-                ms[i, o] = _time_entry(entry, grid[i], grid[o], dev, timer, measured)
-        for _ in range(RECHECKS):
-            for i, o in _suspect(ms, entry, grid, ins, outs):
-                ms[i, o] = _time_entry(entry, grid[i], grid[o], dev, timer, measured, again=True)
-        if not entry.varies[0]:
-            ms[:] = ms[n - 1]
-        if not entry.varies[1]:
-            ms[:, :] = ms[:, n - 1:n]
-        entry.ms = _monotone(ms).tolist()
+        entry.ms = _monotone(_measure_layer(entry, grid, dev, timer, measured)).tolist()
     total = min(timer(model, example) for _ in range(2))
     table = LatencyTable(key, grid, layers, total)
     log.info("latency table: %d layers, %d widths timed, network %.2f ms (%s, batch %d, %s)", len(layers),

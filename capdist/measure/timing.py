@@ -36,20 +36,36 @@ def _benchmark():
     return benchmark
 
 
-def deployed(model: nn.Module) -> tuple[nn.Module, bool]:
-    """A copy of ``model`` in eval mode with every BatchNorm that follows a convolution folded into
-    it (``torch.fx.experimental.optimization.fuse``), and whether that worked; a model ``torch.fx``
-    cannot trace comes back as an unfolded copy, one without BatchNorms as itself."""
+def _fold(module: nn.Module) -> nn.Module:
+    """``module`` with its BatchNorms folded by ``torch.fx``'s ``fuse`` (in place); where ``torch.fx``
+    cannot trace a module (a user's wrapper, data-dependent control flow), its children instead."""
     from torch.fx.experimental.optimization import fuse
 
+    try:
+        return fuse(module, inplace=True)
+    except Exception:  # noqa: BLE001 - any tracing failure: fold what lies below it
+        for name, child in list(module.named_children()):
+            if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in child.modules()):
+                setattr(module, name, _fold(child))
+        return module
+
+
+def _spatial_batchnorms(model: nn.Module) -> int:
+    return sum(isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)) for m in model.modules())
+
+
+def deployed(model: nn.Module) -> tuple[nn.Module, bool]:
+    """A copy of ``model`` in eval mode with every BatchNorm that follows a convolution folded into
+    it (``torch.fx.experimental.optimization.fuse``, on the largest modules ``torch.fx`` can trace),
+    and whether no 2-D/3-D BatchNorm is left (a BatchNorm1d neck after pooling has no convolution to
+    fold into). A model without BatchNorms comes back as itself."""
     if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model, True
-    plain = copy.deepcopy(model).eval()
-    try:
-        return fuse(plain), True
-    except Exception as exc:  # noqa: BLE001 - any tracing failure leaves the model as it is
-        logging.getLogger("capdist").debug("BatchNorms not folded for timing (%s: %s)", type(exc).__name__, exc)
-        return plain, False
+    plain = _fold(copy.deepcopy(model).eval())
+    left = _spatial_batchnorms(plain)
+    if left:
+        logging.getLogger("capdist").debug("%d BatchNorms not folded for timing", left)
+    return plain, left == 0
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -65,7 +81,8 @@ def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...],
     """Median latency of every model, timed in interleaved rounds.
 
     Args:
-        models: name -> module (put in eval mode and moved to ``device``; modes are restored).
+        models: name -> module (timed in eval mode on ``device``; modes are restored, and with
+            ``fold_batchnorm`` a model with BatchNorms is timed as a folded copy).
         input_size: C, H, W of one image.
         batch_sizes: batches to time.
         rounds: interleaved rounds; each gives one mean-of-``repeats`` figure per model.
@@ -75,7 +92,7 @@ def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...],
         reference: the model every ratio is taken against (default: the first).
         seed: shuffles the order of models within each round.
         input_sizes: per-model C, H, W where a model takes another size than ``input_size``.
-        fold_batchnorm: time :func:`deployed` copies (the models themselves are not changed).
+        fold_batchnorm: time :func:`deployed` copies of the models that have BatchNorms.
 
     Returns:
         ``{name: {"device", "threads", "input_size", "rounds", "bn_folded", "b<N>": {"median_ms",

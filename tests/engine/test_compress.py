@@ -13,7 +13,7 @@ from capdist.compactor.cost import fvcore_by_module
 from capdist.compactor.retrieval_schedule import low_contribution_units
 from capdist.engine import TrainConfig
 from capdist.engine.compress import CompressConfig, compress
-from capdist.engine.task_loss import GALLERY_CONTRASTIVE_WEIGHT
+from capdist.engine.task_loss import CROSS_NCE_WEIGHT
 from capdist.errors import CheckpointError, OutputExists, UnreachableTarget
 from capdist.io import save_run, save_weights
 from capdist.io.export import EmbeddingOnly, export_run
@@ -46,6 +46,7 @@ def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, 
     assert {p.name for p in out.iterdir() if p.is_file()} == FILES | ({"mask_schedule.png"} if schedule == "retrieval"
                                                                       else set())
     rep = json.loads((out / "report.json").read_text())
+    assert rep["loss_terms"]["cross_nce"] == CROSS_NCE_WEIGHT
     assert rep["models"][0]["latency_ratio_b1"] == rep["models"][0]["latency_ratio_b32"] == 1.0
     for row in rep["models"]:
         assert row["latency_device"] == "cpu" and row["latency_threads"] >= 1 and row["latency_rounds"] >= 1
@@ -254,6 +255,17 @@ def test_deployed_embedding_term_uses_the_necks_running_statistics():
     assert not list(task.parameters())  # the neck is not trained through the loss
 
 
+def test_cross_nce_weight_follows_the_request_and_the_gallery():
+    from capdist.engine.task_loss import task_loss_for
+
+    net = RetrievalNet("tiny_resnet", num_classes=4, backbone_kwargs={"width": 8})
+    x = torch.randn(2, 3, 16, 16)
+    assert "cross_nce" not in task_loss_for(net, net, x, 4).weights(), "off by default when fine-tuning"
+    assert task_loss_for(net, net, x, 4, gallery="teacher").weights()["cross_nce"] == CROSS_NCE_WEIGHT
+    assert task_loss_for(net, net, x, 4, contrastive_weight=2.5).weights()["cross_nce"] == 2.5
+    assert "cross_nce" not in task_loss_for(net, net, x, 4, gallery="teacher", contrastive_weight=0).weights()
+
+
 def test_teacher_gallery_mode_keeps_the_teachers_classifier_exactly(teacher_dir, tmp_path):
     out = tmp_path / "compat"
     config = _config("norm", "internal")
@@ -267,7 +279,7 @@ def test_teacher_gallery_mode_keeps_the_teachers_classifier_exactly(teacher_dir,
     assert not torch.equal(before["neck.running_mean"], after["neck.running_mean"])  # the neck keeps adapting
     rep = json.loads((out / "report.json").read_text())
     assert rep["gallery"] == "teacher" and rep["loss_terms"]["deployed_emb_mse"] == 1.0
-    assert rep["loss_terms"]["cross_nce"] == GALLERY_CONTRASTIVE_WEIGHT
+    assert rep["loss_terms"]["cross_nce"] == CROSS_NCE_WEIGHT
     assert "(teacher gallery)" in rep["method"]
     header = (out / "report.md").read_text().split("\n")[2]
     assert header.index("mAP (teacher gallery)") < header.index("| mAP |")
@@ -293,13 +305,17 @@ def test_latency_target_is_predicted_calibrated_and_checked_side_by_side(teacher
     monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
     cfg = _config(schedule, "all")
     cfg.target_latency, cfg.latency_table_time = 0.8, 0.002
-    cfg.latency_input_size = (3, 48, 48)
+    cfg.latency_input_size = (3, 96, 96)
     out = tmp_path / "out"
     report = compress(str(teacher_dir), None, "digits", cfg, out, train_subset=320)
     budget = report["latency_budget"]
     assert budget["target"] == 0.8 and budget["batch"] == 1 and budget["device"] == "cpu"
     assert budget["predicted"] <= 0.8 + 1e-4
-    assert 0 < budget["measured"] < 1.5
+    # the side-by-side figure itself is the benchmark's to judge (docs/benchmarks/latency-224); here it
+    # must be the report's own measurement of the result and the 5% verdict must follow from it
+    assert budget["measured"] > 0
+    assert budget["measured"] == pytest.approx(report["models"][-1]["latency_ratio_b1"], abs=1e-4)
+    assert budget["within_5_percent"] == (abs(budget["measured"] / 0.8 - 1) <= 0.05)
     assert report["target_flops"] is None and report["target_latency"] == 0.8
     assert "(latency target 0.8)" in report["method"]
     assert report["round_to"] == budget["calibration"]["round_to"]["chosen"]
@@ -319,7 +335,7 @@ def test_a_round_to_the_user_gave_is_kept_under_a_latency_target(teacher_dir, tm
     monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
     cfg = _config("norm", "all")
     cfg.target_latency, cfg.latency_table_time, cfg.round_to = 0.8, 0.002, 1
-    cfg.latency_input_size = (3, 48, 48)
+    cfg.latency_input_size = (3, 96, 96)
     report = compress(str(teacher_dir), None, "digits", cfg, tmp_path / "out", train_subset=320)
     calibration = report["latency_budget"]["calibration"]
     assert report["round_to"] == 1 and "round_to" not in calibration
@@ -329,7 +345,7 @@ def test_a_round_to_the_user_gave_is_kept_under_a_latency_target(teacher_dir, tm
 def test_the_unpruned_reference_refuses_a_latency_target(tmp_path):
     from capdist.engine.prune import PruneConfig, prune_run
 
-    with pytest.raises(ValueError, match="cannot meet a latency target"):
+    with pytest.raises(UnreachableTarget, match="cannot meet a latency target"):
         prune_run("tiny_resnet", None, "digits", PruneConfig(method="none", target_latency=0.5), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -347,5 +363,7 @@ def test_prune_bisects_on_the_latency_table(teacher_dir, tmp_path, monkeypatch):
     budget = report["latency_budget"]
     # the table is analytic here (multiply-adds): this network's widths give 0.813, 0.670, 0.644, 0.518, ...
     assert 0.62 <= budget["predicted"] <= 0.65, "the bisection lands just under the target"
-    assert 0 < budget["measured"] < 1.5 and report["target_flops"] is None
+    assert budget["measured"] > 0
+    assert budget["measured"] == pytest.approx(report["models"][-1]["latency_ratio_b1"], abs=1e-4)
+    assert report["target_flops"] is None
     assert report["models"][-1]["flops"] < report["models"][0]["flops"]

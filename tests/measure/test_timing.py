@@ -46,7 +46,7 @@ def test_models_keep_their_mode_and_may_take_their_own_input_size():
 
 
 class _Branchy(nn.Module):
-    """Data-dependent control flow: torch.fx cannot trace it."""
+    """Data-dependent control flow: torch.fx cannot trace it, nor fold a BatchNorm split from its conv."""
 
     def __init__(self):
         super().__init__()
@@ -54,6 +54,17 @@ class _Branchy(nn.Module):
 
     def forward(self, x):
         return self.bn(self.conv(x)) if x.sum() > -1e9 else x
+
+
+class _Wrapper(nn.Module):
+    """A user's wrapper torch.fx cannot trace around a body it can."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+
+    def forward(self, x):
+        return self.body(x) if x.sum() > -1e9 else x
 
 
 def test_models_are_timed_with_their_batchnorms_folded_as_deployed():
@@ -66,8 +77,13 @@ def test_models_are_timed_with_their_batchnorms_folded_as_deployed():
     assert ok and not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     torch.testing.assert_close(folded(x), net.eval()(x), rtol=1e-5, atol=1e-5)
     assert isinstance(net[1], nn.BatchNorm2d), "the model itself keeps its BatchNorm"
+    torch.testing.assert_close(net.eval()(x), folded(x), rtol=1e-5, atol=1e-5)
     branchy, ok = deployed(_Branchy())
     assert not ok and isinstance(branchy.bn, nn.BatchNorm2d)
+    wrapper = _Wrapper().eval()
+    inner, ok = deployed(wrapper)
+    assert ok and not any(isinstance(m, nn.BatchNorm2d) for m in inner.modules())
+    torch.testing.assert_close(inner(x), wrapper(x), rtol=1e-5, atol=1e-5)
     net.train()
     t = time_side_by_side({"net": net, "branchy": _Branchy(), "conv": nn.Conv2d(3, 4, 3)}, (3, 8, 8),
                           batch_sizes=(1,), rounds=1, repeats=1)
