@@ -1,7 +1,9 @@
 """Feature capture by module name with forward hooks (FitNets, ICLR 2015; CDD, CVPR 2023).
 
 Works on plain, DDP-wrapped and compactor-attached models (it records what the
-module hands on, i.e. after its compactor).
+module hands on, i.e. after its compactor). What it records is a *copy* (or a pooled
+copy): torchvision's blocks run ``ReLU(inplace=True)`` on the very tensor a hook sees,
+so a kept reference would be rewritten after the hook returned.
 
 Example:
     >>> import torch, torchvision
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CapdistError
+from .features import pool_features
 
 
 class UnknownFeature(CapdistError):
@@ -51,12 +54,15 @@ class FeatureCapture:
         model: the network (wrapped or not).
         names: module names, e.g. ``["backbone.layer3"]``.
         inputs: record what each module receives (its first input) instead of what it returns.
+        pool: record the globally pooled (B, C) feature instead of a full copy (cheaper, and all
+            that pooled losses and the retrieval schedule read).
     """
 
-    def __init__(self, model: nn.Module, names: list[str], inputs: bool = False) -> None:
+    def __init__(self, model: nn.Module, names: list[str], inputs: bool = False, pool: bool = False) -> None:
         self.features: dict[str, torch.Tensor] = {}
         self._hooks = []
         self.inputs = inputs
+        self.pool = pool
         for name in dict.fromkeys(names):
             module = resolve(model, name)
             self._hooks.append(module.register_forward_hook(self._record(name)))
@@ -64,7 +70,9 @@ class FeatureCapture:
     def _record(self, name: str):
         def hook(_module, inputs, output):
             value = inputs if self.inputs else output
-            self.features[name] = value if isinstance(value, torch.Tensor) else value[0]
+            value = value if isinstance(value, torch.Tensor) else value[0]
+            kept = pool_features(value) if self.pool else value
+            self.features[name] = kept.clone() if kept is value else kept
         return hook
 
     def remove(self) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from ..compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
 from ..data import IdentityBatchSampler, RetrievalData, open_dataset
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
-from ..distill.features import block_feature_loss, pool_features, pooled_feature_loss
+from ..distill.features import block_feature_loss, pooled_feature_loss
 from ..errors import UnreachableTarget
 from ..io.atomic import check_out_dir, prepare_out_dir, removed_on_failure
 from ..io.export import EmbeddingOnly
@@ -246,9 +246,9 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
                         "blocks on both sides, so the pooled outputs of the four stages are compared instead "
                         "(feature_loss 'stage' in the report)", student_name)
         group_layers = {g.name: prefix + g.spec.anchors[0] for g in cm.groups} if config.schedule == "retrieval" else {}
-        cap_s = FeatureCapture(student, stages + list(group_layers.values()))
-        cap_t = FeatureCapture(frozen, stages + blocks + list(group_layers.values()))
-        cap_pre = FeatureCapture(student, [b + ".compactor" for b in blocks], inputs=True)
+        cap_s = FeatureCapture(student, stages + list(group_layers.values()), pool=True)
+        cap_t = FeatureCapture(frozen, stages + blocks + list(group_layers.values()), pool=True)
+        cap_pre = FeatureCapture(student, [b + ".compactor" for b in blocks], inputs=True, pool=True)
         extras = DistillObjective(parse_spec(config.distill), student, frozen, example) if config.distill else None
         kept_head = TeacherHead(student) if config.gallery == "teacher" else None
         task = task_loss_for(student, teacher, example, data.num_classes, kd_temperature=config.kd_temperature,
@@ -289,8 +289,8 @@ def compress(teacher_name: str | nn.Module, weights: str | None, data_spec: str 
             terms[f"cdd_{feature_loss}"] = config.pooled_weight * feats
             if extras is not None:
                 terms.update(extras(s_out, t_out, pids))
-            last_feats["s"] = {g: pool_features(cap_s.features[n]).detach() for g, n in group_layers.items()}
-            last_feats["t"] = {g: pool_features(cap_t.features[n]).detach() for g, n in group_layers.items()}
+            last_feats["s"] = {g: cap_s.features[n].detach() for g, n in group_layers.items()}
+            last_feats["t"] = {g: cap_t.features[n].detach() for g, n in group_layers.items()}
             return {"loss": sum(terms.values()), **terms}
 
         calibration = BudgetState(budget, target) if budget is not None else None
