@@ -26,13 +26,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .data import RetrievalData
-from .engine.compress import CompressConfig
-from .engine.compress import compress as compress_run
-from .engine.prune import PruneConfig, prune_run
-from .engine.trainer import TrainConfig
 from .errors import DataError
+from .methods import CompressConfig, PruneConfig, RunOptions
+from .methods import compress as compress_run
+from .methods import prune as prune_run
 from .models import RetrievalNet
 from .models.view import RetrievalView
+from .settings import configure
 
 
 class LabeledImages(Dataset):
@@ -117,45 +117,47 @@ def _prepare(model: nn.Module, embedding_output) -> nn.Module:
                                                    "embedding_output": embedding_output})
 
 
-def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: float = 0.35, *,
-             test_data: Dataset | DataLoader | None = None, out: str | Path | None = None, epochs: int = 10,
-             batch_size: int = 64, lr: float = 0.01, embedding_output: str | int | None = None,
-             device: str = "cpu", overwrite: bool = False, **options) -> Compressed:
+def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: float | None = None, *,
+             test_data: Dataset | DataLoader | None = None, out: str | Path | None = None,
+             embedding_output: str | int | None = None, device: str = "cpu", overwrite: bool = False,
+             config: CompressConfig | None = None, **settings) -> Compressed:
     """Compress ``model`` with CDD to ``target_flops`` of its FLOPs.
 
     Args:
         model: the trained model (not modified); any module whose output is, or contains, the embedding.
         train_data: ``(image, label)`` items to train on.
-        target_flops: FLOPs of the result as a fraction of the model's.
+        target_flops: FLOPs of the result as a fraction of the model's (default: the config's).
         test_data: items to evaluate retrieval on (leave-one-out).
         out: keep the run directory here (``capdist.load(out)`` reloads the result).
-        epochs, batch_size, lr: training budget.
         embedding_output: dict key or tuple index of the embedding in the model's output.
         device: ``cpu`` or ``cuda``.
         overwrite: replace a non-empty ``out``.
-        **options: any :class:`capdist.engine.compress.CompressConfig` field (``schedule``, ``scope``, ...).
+        config: a whole :class:`capdist.methods.CompressConfig` (default: its defaults, the CLI's).
+        **settings: any setting by the name of its command-line flag (``epochs=4``, ``schedule="norm"``,
+            ``lr=0.01``); see ``capdist compress --help``.
     """
-    config = CompressConfig(target_flops=target_flops, **options)
-    config.train = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, warmup_epochs=0.5, progress=False)
+    if target_flops is not None:
+        settings["target_flops"] = target_flops
+    config = configure(config or CompressConfig(), **{"progress": False, **settings})
     run = Path(out) if out else Path(tempfile.mkdtemp(prefix="capdist-"))
-    compress_run(_prepare(model, embedding_output), None, from_datasets(train_data, test_data), config, run,
-                 overwrite=overwrite, device=device)
+    compress_run(_prepare(model, embedding_output), from_datasets(train_data, test_data), config, run,
+                 RunOptions(device=device, overwrite=overwrite))
     return _collect(run, keep=out is not None, original=model)
 
 
-def prune(model: nn.Module, train_data: Dataset | DataLoader, method: str = "magnitude",
-          target_flops: float = 0.35, *, test_data: Dataset | DataLoader | None = None,
-          out: str | Path | None = None, finetune_epochs: int = 5, batch_size: int = 64, lr: float = 0.01,
-          embedding_output: str | int | None = None, device: str = "cpu", overwrite: bool = False,
-          **options) -> Compressed:
+def prune(model: nn.Module, train_data: Dataset | DataLoader, method: str | None = None,
+          target_flops: float | None = None, *, test_data: Dataset | DataLoader | None = None,
+          out: str | Path | None = None, embedding_output: str | int | None = None, device: str = "cpu",
+          overwrite: bool = False, config: PruneConfig | None = None, **settings) -> Compressed:
     """Prune ``model`` with a torch-pruning baseline to ``target_flops`` and fine-tune it.
 
     Args mirror :func:`compress`; ``method`` is one of ``capdist.pruners.METHODS`` and
-    ``**options`` any :class:`capdist.engine.prune.PruneConfig` field.
+    ``**settings`` any ``capdist prune`` setting (``finetune_epochs=5``, ``round_to=8``).
     """
-    config = PruneConfig(method=method, target_flops=target_flops, finetune_epochs=finetune_epochs, **options)
-    config.train = TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, progress=False)
+    settings.update({k: v for k, v in (("method", method), ("target_flops", target_flops)) if v is not None})
+    config = configure(config or PruneConfig(), **{"progress": False, **settings})
+    config.train.epochs = config.finetune_epochs
     run = Path(out) if out else Path(tempfile.mkdtemp(prefix="capdist-"))
-    prune_run(_prepare(model, embedding_output), None, from_datasets(train_data, test_data), config, run,
-              overwrite=overwrite, device=device)
+    prune_run(_prepare(model, embedding_output), from_datasets(train_data, test_data), config, run,
+              RunOptions(device=device, overwrite=overwrite))
     return _collect(run, keep=out is not None, original=model)

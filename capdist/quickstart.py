@@ -1,7 +1,7 @@
 """A complete compactor run on a small dataset: train, compact with schedule A, cut (ResRep, ICCV 2021).
 
-Used by ``capdist demo`` and by the tests: it shows the whole compactor API on real
-images in under a minute on a CPU.
+Used by the tests (the whole compactor API on real images in under a minute on a CPU) and as a
+worked example of plugging compactors into a plain training loop.
 
 Example:
     >>> result = compact_toy(epochs=1, compact_epochs=1)  # doctest: +SKIP
@@ -20,7 +20,7 @@ from torch import nn
 from .compactor import CompactorConfig, NormSchedule, attach, surgery
 from .compactor.cost import fvcore_by_module
 from .data import ArraySplit
-from .testing import tiny_models
+from .models.tiny import tiny_models
 
 
 @dataclass
@@ -80,7 +80,7 @@ def compact_toy(data: ArraySplit, model_name: str = "tiny_resnet", target: float
 
     Args:
         data: images and labels (digits or Fashion-MNIST).
-        model_name: a model from :mod:`capdist.testing`.
+        model_name: a model from :mod:`capdist.models.tiny`.
         target: FLOPs after surgery as a fraction of the original.
         epochs: plain training epochs.
         compact_epochs: epochs with compactors, penalty, resetting and schedule A.

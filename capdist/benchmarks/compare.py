@@ -27,7 +27,8 @@ def _method(report: dict, config: dict) -> str:
     if "method" in report:
         return report["method"]
     if "compress" in config:
-        return f"cdd-{config['compress']['schedule']}"
+        schedule = config["compress"]["schedule"]
+        return f"cdd-{schedule['kind'] if isinstance(schedule, dict) else schedule}"
     return config.get("prune", {}).get("method", "unknown")
 
 

@@ -20,12 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..engine.compress import CompressConfig, compress
-from ..engine.prune import PruneConfig, prune_run
-from ..engine.retrieval import train_retrieval
 from ..engine.trainer import TrainConfig
 from ..errors import CapdistError
 from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..methods import CompressConfig, PruneConfig, RunOptions, compress, prune, train_retrieval
 from .compare import compare_runs
 from .goals import goals_markdown
 from .retime import retime_runs
@@ -57,23 +55,21 @@ PROFILES = {
 
 def _one_run(method: str, teacher: Path, data: str, target: float, p: Profile, out: Path, device: str) -> None:
     train = TrainConfig(epochs=p.epochs, batch_size=64, lr=0.01, warmup_epochs=0.5, progress=False)
+    run = RunOptions(device=device, overwrite=True, train_subset=p.train_subset, test_subset=p.test_subset)
     if method in ("unpruned", "unpruned-kd"):
         train.lr = 0.1
-        cfg = PruneConfig(method="none", finetune_epochs=p.epochs, kd=method.endswith("kd"), latency_repeats=5,
-                          train=train)
-        prune_run(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
-                  overwrite=True, device=device)
+        cfg = PruneConfig.of(method="none", finetune_epochs=p.epochs, kd=method.endswith("kd"), latency_repeats=5,
+                             train=train)
+        prune(str(teacher), data, cfg, out, run)
     elif method.startswith("cdd-"):
-        cfg = CompressConfig(target_flops=target, schedule=method[4:], scope="all", mask_warmup=0.5, mask_until=0.4,
-                             latency_repeats=5, train=train)
-        compress(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
-                 overwrite=True, device=device)
+        cfg = CompressConfig.of(target_flops=target, schedule=method[4:], scope="all", mask_warmup=0.5,
+                                mask_until=0.4, latency_repeats=5, train=train)
+        compress(str(teacher), data, cfg, out, run)
     else:
         train.lr = 0.1  # fine-tuning runs at a tenth of it, as after CDD's surgery
-        cfg = PruneConfig(method=method, target_flops=target, finetune_epochs=p.epochs, latency_repeats=5,
-                          train=train)
-        prune_run(str(teacher), None, data, cfg, out, train_subset=p.train_subset, test_subset=p.test_subset,
-                  overwrite=True, device=device)
+        cfg = PruneConfig.of(method=method, target_flops=target, finetune_epochs=p.epochs, latency_repeats=5,
+                             train=train)
+        prune(str(teacher), data, cfg, out, run)
 
 
 def _earlier(path: Path) -> dict:

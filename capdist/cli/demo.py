@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..engine.demo import run_demo
+from ..demo import run_demo
 
 
 @click.command("demo")

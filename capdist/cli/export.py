@@ -21,7 +21,7 @@ def export_cmd(run_dir: str, fmt: str, out: str | None, data: str | None) -> Non
                    "input's shape, which the ONNX exporter cannot keep dynamic", err=True)
     if data:
         from ..data import open_dataset
-        from ..engine.retrieval import evaluate_models
+        from ..engine.evaluation import evaluate_models
         from ..io.run_dir import load_retrieval
 
         dataset = open_dataset(data)

@@ -8,6 +8,32 @@ from pathlib import Path
 
 import click
 
+MODEL_HELP = "Run directory, torchvision name, package.module:factory or timm:NAME (with --weights)."
+DATA_HELP = ("fmnist[:ROOT], fmnist-open, digits, folder:PATH (one folder per class), reid:PATH (Market-1501 / "
+             "DukeMTMC / MSMT17 layout).")
+
+
+def run_options(resume: bool = True):
+    """``--train-subset``, ``--test-subset``, ``--device``, ``--overwrite`` (and ``--resume``)."""
+
+    def decorate(func):
+        opts = [
+            click.option("--train-subset", type=click.IntRange(min=1), default=None,
+                         help="Train on this many images drawn by the seed."),
+            click.option("--test-subset", type=click.IntRange(min=1), default=None,
+                         help="Evaluate on the first N test queries."),
+            click.option("--device", default="cpu", show_default=True, callback=check_device,
+                         help="cpu, cuda or cuda:N."),
+            click.option("--overwrite", is_flag=True, help="Replace the run in --out (its files are removed first)."),
+        ]
+        if resume:
+            opts.append(click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint."))
+        for opt in reversed(opts):
+            func = opt(func)
+        return func
+
+    return decorate
+
 
 def model_source_options(func):
     """``--weights``, ``--model-arg`` / ``--teacher-arg`` (repeatable), ``--embedding-output``, ``--allow-partial``."""
@@ -163,29 +189,6 @@ def input_size_option(ctx, param, value):
     from ..models.factory import parse_input_size
 
     return _parsed(parse_input_size, UnsupportedModel)(ctx, param, value)
-
-
-def report_options(func):
-    """``--gallery`` and ``--latency-input-size``: what a compression report compares and times."""
-    decorated = click.option("--latency-input-size", default=None, callback=input_size_option, metavar="C,H,W",
-                             help="Image size at which the report times every model side by side with the teacher "
-                                  "(default: the training size), e.g. 3,224,224.")(func)
-    return click.option("--gallery", type=click.Choice(["own", "teacher"]), default="own", show_default=True,
-                        help="'teacher': the compressed model will encode queries against the teacher's deployed "
-                             "gallery: the teacher's classifier stays, its embedding is regressed through the BNNeck "
-                             "as deployed, each query must retrieve its own image's teacher embedding among the "
-                             "batch's (cross_nce), and the report shows asymmetric mAP first "
-                             "(docs/benchmarks/gallery-fmnist-open25).")(decorated)
-
-
-def latency_target_options(func):
-    """``--target-latency`` and ``--latency-batch``: a latency budget instead of a FLOPs target."""
-    decorated = click.option("--latency-batch", default=1, type=click.IntRange(min=1), show_default=True,
-                             help="Images per pass for --target-latency.")(func)
-    return click.option("--target-latency", default=None, type=click.FloatRange(0, 1, min_open=True),
-                        help="Fraction of the teacher's latency on --device at --latency-batch and "
-                             "--latency-input-size (instead of --target-flops); a per-layer latency table is "
-                             "measured first and cached.")(decorated)
 
 
 def check_single_target(target_latency: float | None) -> float | None:

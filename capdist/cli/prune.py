@@ -2,74 +2,50 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
 from ..data import open_dataset
-from ..engine import TrainConfig
-from ..engine.prune import PruneConfig, prune_run
-from ..pruners import METHODS
+from ..methods import ModelSource, PruneConfig, RunOptions, prune
+from ..methods.prune import UNUSED
 from .config_file import config_option
+from .from_config import SectionedCommand, config_from, config_options
 from .options import (
+    DATA_HELP,
+    MODEL_HELP,
     check_batch,
-    check_device,
     check_single_target,
     data_options,
-    latency_target_options,
     model_source_options,
-    report_options,
+    run_options,
     train_settings,
 )
 
 
-@click.command("prune")
+@click.command("prune", cls=SectionedCommand)
 @config_option
-@click.option("--model", "teacher", required=True,
-              help="Run directory, torchvision name, package.module:factory or timm:NAME (with --weights).")
+@click.option("--model", "--teacher", "teacher", required=True, help=MODEL_HELP)
 @model_source_options
-@click.option("--method", required=True, help=f"One of: {', '.join(METHODS)}.")
-@click.option("--target-flops", default=0.35, type=click.FloatRange(0, 1, min_open=True), show_default=True)
-@latency_target_options
-@click.option("--data", required=True)
+@click.option("--data", required=True, help=DATA_HELP)
 @data_options(training=True)
-@click.option("--finetune-epochs", default=5, type=click.IntRange(min=0), show_default=True)
-@click.option("--distill", default="", help="Extra distillation terms during fine-tuning.")
-@click.option("--round-to", type=click.IntRange(min=1), default=None)
-@click.option("--global-pruning", is_flag=True, help="Rank channels across layers.")
-@click.option("--train-subset", type=click.IntRange(min=1), default=None)
-@click.option("--test-subset", type=click.IntRange(min=1), default=None, help="Evaluate on the first N test queries.")
-@click.option("--batch-size", default=64, type=click.IntRange(min=1), show_default=True,
-              help="Global batch, a multiple of --instances.")
-@click.option("--lr", default=0.01, type=click.FloatRange(0, min_open=True), show_default=True,
-              help="Fine-tuning uses a tenth of it.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, callback=check_device)
-@report_options
-@click.option("--out", required=True)
-@click.option("--overwrite", is_flag=True)
-def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, method,
-               target_flops, target_latency, latency_batch, data, finetune_epochs, distill, round_to, global_pruning,
-              train_subset, test_subset, batch_size, lr, seed, device, gallery, latency_input_size, out, overwrite,
-              recipe, **data_kw) -> None:
+@click.option("--out", required=True, help="Run directory to write.")
+@run_options(resume=False)
+@config_options(PruneConfig, exclude=UNUSED)
+def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, data, out, recipe, **options) -> None:
     """Prune with a torch-pruning importance to TARGET-FLOPS (or TARGET-LATENCY), fine-tune, evaluate."""
-    target_latency = check_single_target(target_latency)
-    if method not in METHODS:
-        raise click.BadParameter(f"unknown method '{method}'; valid: {', '.join(METHODS)}", param_hint="--method")
-    if distill:
+    config = config_from(PruneConfig, options, exclude=UNUSED)
+    config.target.latency = check_single_target(config.target.latency)
+    if config.distill.extra:
         from ..distill import parse_spec
 
-        parse_spec(distill)
-    settings = train_settings(data_kw, device)
-    check_batch(batch_size, settings["instances"])
-    dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
-    cfg = PruneConfig(method=method, target_flops=target_flops, target_latency=target_latency,
-                      latency_batch=latency_batch, round_to=round_to, global_pruning=global_pruning,
-                      finetune_epochs=finetune_epochs, distill=distill, latency_input_size=latency_input_size,
-                      gallery=gallery,
-                      train=TrainConfig(epochs=finetune_epochs, batch_size=batch_size, lr=lr, seed=seed,
-                                         **settings))
-    prune_run(teacher, weights, dataset, cfg, out, train_subset=train_subset, test_subset=test_subset,
-              overwrite=overwrite, device=device, model_args=model_args, embedding_output=embedding_output,
-              allow_partial=allow_partial, recipe=recipe)
+        parse_spec(config.distill.extra)
+    run = RunOptions(recipe=recipe, **{k: options.pop(k) for k in ("device", "overwrite", "train_subset",
+                                                                  "test_subset")})
+    settings = train_settings(options, run.device)
+    check_batch(config.train.batch_size, settings["instances"])
+    config.train = dataclasses.replace(config.train, epochs=config.finetune_epochs, **settings)
+    dataset = open_dataset(data, options["image_size"], options["skip_bad_images"], options["cache_images"])
+    prune(ModelSource(teacher, weights, model_args, embedding_output, allow_partial), dataset, config, out, run)
     click.echo(Path(out, "report.md").read_text())

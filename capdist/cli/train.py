@@ -9,7 +9,8 @@ import click
 
 from ..data import open_dataset
 from ..engine import TrainConfig
-from ..engine.retrieval import evaluate_models, train_retrieval
+from ..engine.evaluation import evaluate_models
+from ..methods import train_retrieval
 from .config_file import config_option
 from .options import check_batch, check_device, data_options, model_source_options, train_settings
 

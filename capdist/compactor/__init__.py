@@ -16,10 +16,12 @@ from .model import ChannelGroup, CompactorModel
 from .placement import attach, detach, plan_groups
 from .retrieval_schedule import RetrievalSchedule
 from .schedule import NormSchedule
+from .schedules import SCHEDULES, MaskSchedule, PooledFeatures, ScheduleConfig, ScheduleTiming, build_schedule
 from .surgery import SurgeryResult, replay, surgery
 
 __all__ = [
-    "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel", "DiagonalCompactor",
-    "GroupSpec", "LinearCompactor", "NormSchedule", "RetrievalSchedule", "Scope", "SurgeryResult", "analyse",
-    "attach", "detach", "plan_groups", "replay", "surgery",
+    "SCHEDULES", "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel", "DiagonalCompactor", "GroupSpec",
+    "LinearCompactor", "MaskSchedule", "NormSchedule", "PooledFeatures", "RetrievalSchedule", "ScheduleConfig",
+    "ScheduleTiming", "Scope", "SurgeryResult", "analyse", "attach", "build_schedule", "detach", "plan_groups",
+    "replay", "surgery",
 ]

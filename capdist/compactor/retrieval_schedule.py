@@ -131,6 +131,21 @@ class RetrievalSchedule:
                          "cost": r[4] if len(r) > 4 else r[1]}
                         for r in state.get("history", torch.zeros(0, 5)).tolist()]
 
+    needs_features = True
+
+    def step(self, features) -> bool:
+        """One optimizer step with the batch's pooled features (``features.student`` and
+        ``features.teacher``: group name -> (B, C)); see :meth:`observe`."""
+        return self.observe(features.student, features.teacher)
+
+    def complete(self) -> None:
+        """Training is over: top the masks up to the target by norm."""
+        self.top_up()
+
+    def report(self) -> dict:
+        """:meth:`attribution`."""
+        return self.attribution()
+
     def attribution(self) -> dict:
         """What retrieval guidance and the norm top-up each masked: units per group and in total,
         the FLOPs each removed (as fractions of the original), their shares of the reduction the

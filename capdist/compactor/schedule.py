@@ -81,7 +81,9 @@ class NormSchedule:
         self.steps = int(state["steps"])
         self.masked_units = int(state["masked_units"])
 
-    def step(self) -> bool:
+    needs_features = False
+
+    def step(self, features=None) -> bool:
         """Count one optimizer step; update masks when due. Returns True if it updated."""
         self.steps += 1
         at_deadline = self.until is not None and self.steps >= self.until and not self.reached()
@@ -90,7 +92,16 @@ class NormSchedule:
         self.update()
         return True
 
-    def finish(self, strict: bool = False) -> bool:
+    def complete(self) -> None:
+        """Training is over: reach the target now if the steps ran out first."""
+        if not self.reached():
+            self.update(limit=10**9)
+
+    def report(self) -> dict | None:
+        """Nothing beyond the masks."""
+        return None
+
+    def check_reached(self, strict: bool = False) -> bool:
         """Say whether the masks reached the target; warn (or raise with ``strict``) when not.
 
         Call it before :func:`surgery`: a schedule that ran out of steps returns a model above the

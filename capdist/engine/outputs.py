@@ -21,7 +21,7 @@ from ..io.export import EmbeddingOnly
 from ..io.run_dir import save_run
 from ..measure.report import cost_row, write_report
 from ..measure.timing import time_side_by_side
-from .retrieval import evaluate_models
+from .evaluation import evaluate_models
 
 log = logging.getLogger("capdist")
 LATENCY_BATCHES = (1, 32)

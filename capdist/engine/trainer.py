@@ -33,6 +33,7 @@ from ..data.sampling import IdentityBatchSampler
 from ..data.transforms import Augment
 from ..errors import CheckpointError, TrainingDiverged
 from ..io.atomic import atomic_write_bytes
+from ..settings import setting
 from .distributed import DistContext
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], dict[str, torch.Tensor]]
@@ -63,24 +64,24 @@ class TrainConfig:
         progress: show a progress bar on rank 0.
     """
 
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 1.0
-    instances: int = 4
-    seed: int = 0
-    checkpoint_every: int = 0
-    log_every: int = 20
-    pad: int = 2
-    flip: bool = True
-    erase: float = 0.0
-    amp: str = ""
-    channels_last: bool = False
-    workers: int | None = None
-    progress: bool = True
+    epochs: int = setting(10, "Passes over the training set.", low=1)
+    batch_size: int = setting(64, "Global batch, a multiple of --instances.", low=1)
+    lr: float = setting(0.05, "Peak learning rate.", low=0, open_low=True)
+    optimizer: str = setting("sgd", "Optimizer.", choices=("sgd", "adamw"))
+    momentum: float = setting(0.9, "SGD momentum.", low=0, high=1)
+    weight_decay: float = setting(5e-4, "Weight decay (decoupled for AdamW).", low=0)
+    warmup_epochs: float = setting(1.0, "Epochs of linear learning-rate warm-up before the cosine decay.", low=0)
+    instances: int = setting(4, "K: images per identity in a P x K batch.", low=1, cli=False)
+    seed: int = setting(0, "Run seed.")
+    checkpoint_every: int = setting(0, "Steps between checkpoints (0: once per epoch).", low=0, cli=False)
+    log_every: int = setting(20, "Steps between log lines.", low=1, cli=False)
+    pad: int = setting(2, "Zero padding before the random crop (pixels).", low=0, cli=False)
+    flip: bool = setting(True, "Random horizontal flips.", cli=False)
+    erase: float = setting(0.0, "Probability of random erasing.", low=0, high=1, cli=False)
+    amp: str = setting("", "Autocast precision.", cli=False)
+    channels_last: bool = setting(False, "Channels-last memory format.", cli=False)
+    workers: int | None = setting(None, "Loader processes.", cli=False)
+    progress: bool = setting(True, "Progress bars.", cli=False)
     extra: dict = field(default_factory=dict)
 
 

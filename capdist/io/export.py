@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import CapdistError
-from .atomic import RUN_MARKERS
+from .out_dir import RUN_MARKERS
 from .run_dir import load_retrieval, read_config
 
 

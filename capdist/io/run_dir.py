@@ -1,8 +1,8 @@
 """Run directories: ``model.safetensors`` + ``config.json`` (+ ``plan.json`` for pruned models).
 
-``load(DIR)`` rebuilds the network from the JSON description (architecture, and the
-pruning plan replayed on a fresh instance) and loads the safetensors weights: no
-pickle anywhere.
+``load(DIR)`` rebuilds the network from the JSON description (the recorded source or
+architecture, and the pruning plan replayed on a fresh instance) and loads the
+safetensors weights: no pickle anywhere.
 
 Example:
     >>> model = load("runs/teacher")  # doctest: +SKIP
@@ -16,6 +16,8 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import CheckpointError
+from ..models import RetrievalNet, build_model
+from ..models.view import RetrievalView
 from .atomic import atomic_write_json
 from .schema import check_config, check_plan
 from .weights import load_weights, save_weights
@@ -24,8 +26,6 @@ from .weights import load_weights, save_weights
 def save_run(out: str | Path, model: nn.Module, config: dict, plan: dict | None = None) -> None:
     """Write weights and the JSON needed to rebuild ``model`` (a user's module inside a
     :class:`RetrievalView` is written as itself, with its source recorded)."""
-    from ..models.view import RetrievalView
-
     out = Path(out)
     if isinstance(model, RetrievalView):
         config = {**config, "source": model.source, "model": config.get("model") or {}}
@@ -52,11 +52,22 @@ def read_config(path: str | Path) -> dict:
     return check_config(config, cfg)
 
 
+def build_from_source(source: dict, model_spec: dict | None = None) -> nn.Module:
+    """A fresh model of the recorded source (random weights): the user's own class when it was used as is.
+
+    Raises:
+        CheckpointError: the description is incomplete.
+    """
+    if source.get("kind") in ("factory", "timm") and not source.get("wrapped"):
+        return build_model(source["spec"], **(source.get("args") or {}))
+    if not isinstance(model_spec, dict) or "backbone" not in model_spec:
+        raise CheckpointError("config.json has no model description")
+    return RetrievalNet(**model_spec)
+
+
 def build_from_config(config: dict) -> nn.Module:
     """A fresh network of the architecture ``config`` describes (random weights): the user's own
     class when the run was made from their factory, else a :class:`RetrievalNet`."""
-    from .sources import build_from_source
-
     if not isinstance(config, dict):
         raise CheckpointError("config.json does not hold an object")
     return build_from_source(config.get("source") or {}, config.get("model"))
@@ -103,8 +114,6 @@ def load(path: str | Path, model: nn.Module | None = None) -> nn.Module:
 
 def load_retrieval(path: str | Path, model: nn.Module | None = None) -> nn.Module:
     """:func:`load`, presented to capdist's engine: a user's module inside a :class:`RetrievalView`."""
-    from ..models.view import RetrievalView
-
     config = read_config(path)
     model = load(path, model)
     source = config.get("source") or {}

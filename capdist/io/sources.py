@@ -29,7 +29,8 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..models import RetrievalNet, build_model
-from ..models.view import RetrievalView, parse_output_selector
+from ..models.view import RetrievalView, inner, parse_output_selector
+from .run_dir import load_retrieval, read_config
 from .weights import KeyFit, load_weights
 
 HEAD_KEYS = ("neck.", "classifier.", "projection.")
@@ -88,14 +89,12 @@ def open_model(spec: str, weights: str | None = None, args: dict | None = None, 
         CheckpointError: the weights fit neither the module nor a RetrievalNet around it.
         UnsupportedModel: the model cannot be built.
     """
-    from .run_dir import load_retrieval, read_config
-
     args = dict(args or {})
     selector = parse_output_selector(embedding_output)
     if Path(spec).is_dir():
         model = load_retrieval(spec)
         return OpenedModel(model, read_config(spec).get("source") or {"kind": "run", "spec": str(spec)},
-                           f"{spec}: capdist run directory ({type(_user(model)).__name__})")
+                           f"{spec}: capdist run directory ({type(inner(model)).__name__})")
     user_kind = "timm" if spec.startswith("timm:") else ("factory" if ":" in spec else None)
     source = {"kind": user_kind or "torchvision", "spec": spec, "args": args, "embedding_output": selector,
               "wrapped": user_kind is None}
@@ -119,20 +118,3 @@ def open_model(spec: str, weights: str | None = None, args: dict | None = None, 
                                                f"{type(module).__name__} alone): {_fit_note(fit, weights)}")
     view = RetrievalView(module, selector, source)
     return OpenedModel(view.eval(), source, f"{spec} used as is ({type(module).__name__}): {_fit_note(fit, weights)}")
-
-
-def _user(model: nn.Module) -> nn.Module:
-    return model.model if isinstance(model, RetrievalView) else model
-
-
-def build_from_source(source: dict, model_spec: dict | None = None) -> nn.Module:
-    """A fresh model of the recorded source (random weights): the user's own class when it was used as is.
-
-    Raises:
-        CheckpointError: the description is incomplete.
-    """
-    if source.get("kind") in ("factory", "timm") and not source.get("wrapped"):
-        return build_model(source["spec"], **(source.get("args") or {}))
-    if not isinstance(model_spec, dict) or "backbone" not in model_spec:
-        raise CheckpointError("config.json has no model description")
-    return RetrievalNet(**model_spec)

@@ -28,7 +28,8 @@ from torch import nn
 
 from ..compactor.model import CompactorModel
 from ..compactor.surgery import surgery
-from .latency_table import LatencyTable, Timer, build_latency_table
+from .latency_table import LatencyTable, build_latency_table
+from .timer import Timer, get_timer
 from .timing import time_side_by_side
 
 log = logging.getLogger("capdist")
@@ -47,6 +48,9 @@ class LatencyBudget:
             (default: the table's unpruned network).
         scale: factor on the predicted savings (from the probes; 1: the table as measured).
         calibration: what the probes measured (kept in reports).
+
+    Attributes:
+        timer: the back-end :meth:`recalibrate` times with (None: the default).
     """
 
     kind = "latency"
@@ -105,13 +109,9 @@ class LatencyBudget:
         if self._plain is None:
             self._plain = uniform_probe(self.cm, 1.0, example)[0]
         current = surgery(self.cm, example, tolerance=None).model
-        if self.timer is None:
-            timing = time_side_by_side({"full": self._plain, "now": current}, size, (batch,), rounds=rounds, repeats=3,
-                                       device=self.device, reference="full")
-            measured = timing["now"][f"b{batch}"]["ratio"]
-        else:
-            x = torch.randn(batch, *size, device=self.device)
-            measured = self.timer(current.eval().to(self.device), x) / self.timer(self._plain.eval().to(self.device), x)
+        timing = time_side_by_side({"full": self._plain, "now": current}, size, (batch,), rounds=rounds, repeats=3,
+                                   device=self.device, reference="full", timer=self.timer)
+        measured = timing["now"][f"b{batch}"]["ratio"]
         predicted = self.raw_milliseconds() / self.table.full_ms
         self.calibration.setdefault("during_training", []).append(
             {"predicted_raw": round(predicted, 4), "measured": round(measured, 4)})
@@ -171,7 +171,8 @@ def uniform_probe(cm: CompactorModel, fraction: float, example: torch.Tensor,
 def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torch.Tensor,
                          input_size: tuple[int, ...], batch_size: int = 1, device: str = "cpu",
                          probes: tuple[float, ...] = PROBES, rounds: int = 5, min_run_time: float = 0.02,
-                         cache_dir=True, timer: Timer | None = None, choose_round_to: bool = False) -> LatencyBudget:
+                         cache_dir=True, timer: Timer | str | None = None,
+                         choose_round_to: bool = False) -> LatencyBudget:
     """Measure the latency table of ``cm``'s network as surgery will leave it, time the teacher and
     uniformly pruned probes side by side with it, and return the calibrated budget.
 
@@ -186,12 +187,14 @@ def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torc
         rounds: interleaved rounds of the side-by-side timing.
         min_run_time: seconds behind each table entry.
         cache_dir: the latency table cache (see :func:`build_latency_table`).
-        timer: ``timer(module, x) -> ms`` instead of ``torch.utils.benchmark`` (tests).
+        timer: the timing back-end of the table and of the side-by-side timings, or its name in
+            :data:`~capdist.measure.timer.TIMERS` (default: eager).
         choose_round_to: also time a uniform probe at widths of any size against the same probe
             rounded up to multiples of :data:`FAST_MULTIPLE`; when the rounded one, with more
             channels, is not slower, set ``cm.config.round_to`` to that multiple (the widths this
             device runs fast), recorded in ``calibration["round_to"]``.
     """
+    timer = get_timer(timer)
     plain = surgery(cm, example, tolerance=None).model
     table = build_latency_table(plain, input_size, batch_size, device, varies=cm.cost.varying_widths(),
                                 min_run_time=min_run_time, cache_dir=cache_dir, timer=timer)
@@ -202,14 +205,9 @@ def build_latency_budget(cm: CompactorModel, reference: nn.Module, example: torc
         for name, r in ((f"any widths {ODD_PROBE:g}", 1),
                         (f"multiples of {FAST_MULTIPLE} {ODD_PROBE:g}", FAST_MULTIPLE)):
             models[name], widths[name] = uniform_probe(cm, ODD_PROBE, example, round_to=r)
-    if timer is None:
-        timing = time_side_by_side(models, tuple(input_size), (batch_size,), rounds=rounds, repeats=3, device=device,
-                                   reference="student")
-        ratio = {name: timing[name][f"b{batch_size}"]["ratio"] for name in models}
-    else:
-        x = torch.randn(batch_size, *input_size, device=device)
-        base = timer(plain.eval().to(device), x)
-        ratio = {name: timer(m.eval().to(device), x) / base for name, m in models.items()}
+    timing = time_side_by_side(models, tuple(input_size), (batch_size,), rounds=rounds, repeats=3, device=device,
+                               reference="student", timer=timer)
+    ratio = {name: timing[name][f"b{batch_size}"]["ratio"] for name in models}
     budget = LatencyBudget(cm, table, reference_ms=table.full_ms * ratio["teacher"])
     budget.timer, budget._plain = timer, plain
     predicted = {name: budget.raw_milliseconds(w) / table.full_ms for name, w in widths.items()}

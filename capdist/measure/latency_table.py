@@ -9,8 +9,11 @@ time), which is scaled by the fraction of activation elements kept. Entries are 
 in width (a narrower layer is never predicted slower; a spike lowers to its wider neighbours), so
 a schedule's search is well posed.
 
-Tables are cached as JSON per device, torch version, threads, batch, input size, grid and
-layer shapes, so a second run on the same machine reads instead of measuring.
+Every entry is the fastest block of a blocked run through one :class:`~capdist.measure.timer.Timer`
+(default: eager PyTorch through ``torch.utils.benchmark``), so a stall of the machine during one
+block does not enter the table; the side-by-side probes of the latency budget calibrate what
+remains. Tables are cached as JSON per device, torch version, timer, threads, batch, input size,
+grid and layer shapes, so a second run on the same machine reads instead of measuring.
 
 Example:
     >>> import torch
@@ -27,7 +30,6 @@ import json
 import logging
 import os
 import platform
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,14 +40,13 @@ from torch import nn
 from ..compactor.layers import COMPACTOR_TYPES
 from ..io.atomic import atomic_write_json
 from ..progress import progress
-from .timing import _benchmark
+from .timer import Timer, get_timer
 
 log = logging.getLogger("capdist")
 TABLE_VERSION = 3
 GRID = (0.0625, 0.125, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)
 SPIKE = 1.5
 RECHECKS = 2
-Timer = Callable[[nn.Module, torch.Tensor], float]
 
 
 @dataclass
@@ -106,21 +107,6 @@ def standalone(entry: LayerEntry, f_in: float, f_out: float, device: torch.devic
         layer = nn.Conv2d(c_in, c_out, cv["kernel"], cv["stride"], cv["padding"], cv["dilation"], groups, bias=True)
         shape[1] = c_in
     return layer.eval().to(device), torch.randn(*shape, device=device)
-
-
-def benchmark_timer(min_run_time: float) -> Timer:
-    """Milliseconds of one pass through ``torch.utils.benchmark``'s blocked autorange: the fastest block,
-    so a stall of the machine during one block does not enter the table (the whole network is timed the
-    same way, and the side-by-side probes calibrate what remains)."""
-    benchmark = _benchmark()
-
-    def measure(module: nn.Module, x: torch.Tensor) -> float:
-        timer = benchmark.Timer("with torch.no_grad():\n    module(x)",
-                                globals={"module": module, "x": x, "torch": torch}, num_threads=torch.get_num_threads())
-        timer.timeit(1)
-        return min(timer.blocked_autorange(min_run_time=min_run_time).times) * 1e3
-
-    return measure
 
 
 def record_layers(model: nn.Module, example: torch.Tensor) -> dict[str, LayerEntry]:
@@ -249,13 +235,13 @@ def _monotone(ms: np.ndarray) -> np.ndarray:
 
 
 def _time_entry(entry: LayerEntry, f_in: float, f_out: float, device: torch.device, timer: Timer,
-                measured: dict[tuple, float], again: bool = False) -> float:
+                min_run_time: float, measured: dict[tuple, float], again: bool = False) -> float:
     """Milliseconds of ``entry`` at the kept fractions, timed once per distinct shape (``again``: timed once
     more, the faster of the two kept)."""
     widths = (entry.signature(),) + _widths(entry, f_in, f_out)
     if widths not in measured or again:
         layer, x = standalone(entry, f_in, f_out, device)
-        measured[widths] = min(measured.get(widths, np.inf), timer(layer, x))
+        measured[widths] = min(measured.get(widths, np.inf), timer.prepare(layer, x).fastest_ms(min_run_time))
     return measured[widths]
 
 
@@ -284,7 +270,7 @@ def _suspect(ms: np.ndarray, entry: LayerEntry, grid: tuple[float, ...], ins: ra
 
 
 def _measure_layer(entry: LayerEntry, grid: tuple[float, ...], device: torch.device, timer: Timer,
-                   measured: dict[tuple, float]) -> np.ndarray:
+                   min_run_time: float, measured: dict[tuple, float]) -> np.ndarray:
     """The grid of one layer's milliseconds over the widths it may take; suspect entries (and the one
     entry of a layer whose widths are fixed) timed again, each shape once per pass."""
     n = len(grid)
@@ -295,14 +281,14 @@ def _measure_layer(entry: LayerEntry, grid: tuple[float, ...], device: torch.dev
 
     def fill() -> None:
         for i, o in cells:
-            ms[i, o] = _time_entry(entry, grid[i], grid[o], device, timer, measured)
+            ms[i, o] = _time_entry(entry, grid[i], grid[o], device, timer, min_run_time, measured)
 
     fill()
     again = cells if len(cells) == 1 else []
     for _ in range(RECHECKS + 1):
         shapes = {_widths(entry, grid[i], grid[o]): (i, o) for i, o in again}
         for i, o in shapes.values():
-            _time_entry(entry, grid[i], grid[o], device, timer, measured, again=True)
+            _time_entry(entry, grid[i], grid[o], device, timer, min_run_time, measured, again=True)
         fill()
         again = _suspect(ms, entry, grid, ins, outs)
         if not again:
@@ -317,7 +303,7 @@ def _measure_layer(entry: LayerEntry, grid: tuple[float, ...], device: torch.dev
 def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_size: int = 1, device: str = "cpu",
                         varies: dict[str, tuple[bool, bool]] | None = None, grid: tuple[float, ...] = GRID,
                         min_run_time: float = 0.02, cache_dir: str | Path | None | bool = True,
-                        timer: Timer | None = None) -> LatencyTable:
+                        timer: Timer | str | None = None) -> LatencyTable:
     """Measure (or read from the cache) the latency table of ``model``.
 
     Args:
@@ -328,17 +314,19 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
         varies: layer name -> (input width may change, output width may change); layers not named
             are timed at their full width only (default: every width may change).
         grid: kept fractions to time, ascending, ending at 1.
-        min_run_time: seconds of ``torch.utils.benchmark`` autorange behind each entry.
+        min_run_time: seconds of blocked timing behind each entry.
         cache_dir: where tables are kept (True: :func:`default_cache_dir`; None or False: no cache).
-        timer: ``timer(module, x) -> ms`` (default: the benchmark timer); its name is part of the
-            cache key.
+        timer: the timing back-end, or its name in :data:`~capdist.measure.timer.TIMERS` (default: eager);
+            its name and threads are part of the cache key.
     """
     dev = torch.device(device)
     grid = tuple(float(g) for g in grid)
     if len(grid) < 2 or grid[-1] != 1.0 or list(grid) != sorted(set(grid)) or grid[0] <= 0:
         raise ValueError(f"grid must be two or more ascending fractions in (0, 1] ending at 1, got {grid}")
+    timer = get_timer(timer)
     model = model.eval().to(dev)
     example = torch.randn(batch_size, *input_size, device=dev)
+    described = timer.describe(example)
     layers = record_layers(model, example)
     for name, entry in layers.items():
         if varies is not None:
@@ -347,9 +335,9 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
             entry.varies = [False, entry.varies[0] or entry.varies[1]]
     key = {"version": TABLE_VERSION, "device": str(dev), "device_name": _device_name(dev),
            "cpu": [os.cpu_count(), torch.backends.cpu.get_cpu_capability()],
-           "torch": torch.__version__, "threads": torch.get_num_threads(), "batch": batch_size,
+           "torch": torch.__version__, "threads": described["threads"], "batch": batch_size,
            "input_size": list(input_size), "grid": list(grid), "min_run_time": min_run_time,
-           "timer": "torch.utils.benchmark" if timer is None else getattr(timer, "__qualname__", "custom"),
+           "timer": timer.name, "precision": described["precision"],
            "layers": hashlib.sha256("".join(n + e.signature() for n, e in layers.items()).encode()).hexdigest()}
     cache = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
@@ -362,11 +350,11 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
                 return LatencyTable.from_dict(data)
         except (OSError, ValueError, KeyError, TypeError):
             log.warning("latency table cache %s is unreadable; measuring again", path)
-    timer = timer or benchmark_timer(min_run_time)
     measured: dict[tuple, float] = {}
     for entry in progress(list(layers.values()), "latency table", unit="layer"):
-        entry.ms = _monotone(_measure_layer(entry, grid, dev, timer, measured)).tolist()
-    total = min(timer(model, example) for _ in range(2))
+        entry.ms = _monotone(_measure_layer(entry, grid, dev, timer, min_run_time, measured)).tolist()
+    whole = timer.prepare(model, example)
+    total = min(whole.fastest_ms(min_run_time) for _ in range(2))
     table = LatencyTable(key, grid, layers, total)
     log.info("latency table: %d layers, %d widths timed, network %.2f ms (%s, batch %d, %s)", len(layers),
              len(measured), total, key["device_name"], batch_size, "x".join(map(str, input_size)))

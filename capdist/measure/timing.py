@@ -2,8 +2,9 @@
 spread and per-round ratios to a reference (HALP, NeurIPS 2022, and Torch-Pruning report
 latency next to FLOPs; here every ratio comes from the same moment of the same machine).
 
-Each round times every model once, in an order shuffled per round, with
-``torch.utils.benchmark.Timer`` (which synchronises CUDA); a load spike that slows one round
+Each round times every model once, in an order shuffled per round, with one
+:class:`~capdist.measure.timer.Timer` (default: eager PyTorch through ``torch.utils.benchmark``,
+which synchronises CUDA); a load spike that slows one round
 slows the reference with it, so the ratio taken round by round is what a report can trust.
 Every model is timed as it is deployed: a copy with each BatchNorm folded into the convolution
 before it (as surgery leaves a compressed model and as ONNX / TensorRT exports do), where
@@ -27,13 +28,7 @@ import statistics
 import torch
 from torch import nn
 
-
-def _benchmark():
-    """``torch.utils.benchmark``, imported without its CUDA-toolkit warning on CPU-only machines."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import benchmark
-
-    return benchmark
+from .timer import Timer, Timing, get_timer, percentile
 
 
 def _fold(module: nn.Module) -> nn.Module:
@@ -68,16 +63,11 @@ def deployed(model: nn.Module) -> tuple[nn.Module, bool]:
     return plain, left == 0
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
 def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...], batch_sizes: tuple[int, ...] = (1, 32),
                       rounds: int = 5, repeats: int = 5, warmup: int = 2, device: str = "cpu",
                       reference: str | None = None, seed: int = 0,
                       input_sizes: dict[str, tuple[int, ...]] | None = None,
-                      fold_batchnorm: bool = True) -> dict[str, dict]:
+                      fold_batchnorm: bool = True, timer: Timer | str | None = None) -> dict[str, dict]:
     """Median latency of every model, timed in interleaved rounds.
 
     Args:
@@ -93,51 +83,52 @@ def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...],
         seed: shuffles the order of models within each round.
         input_sizes: per-model C, H, W where a model takes another size than ``input_size``.
         fold_batchnorm: time :func:`deployed` copies of the models that have BatchNorms.
+        timer: the timing back-end, or its name in :data:`~capdist.measure.timer.TIMERS` (default: eager).
 
     Returns:
-        ``{name: {"device", "threads", "input_size", "rounds", "bn_folded", "b<N>": {"median_ms",
+        ``{name: {"device", "threads", "runtime", "input_size", "rounds", "bn_folded", "b<N>": {"median_ms",
         "p10_ms", "p90_ms", "ratio", "ratio_min", "ratio_max"}}}``.
     """
     dev = torch.device(device)
     reference = reference or next(iter(models))
     sizes = {name: tuple((input_sizes or {}).get(name, input_size)) for name in models}
-    threads = torch.get_num_threads()
+    timer = get_timer(timer)
     folded = {name: True for name in models}
     if fold_batchnorm:
         copies = {name: deployed(m) for name, m in models.items()}
         models, folded = {n: c[0] for n, c in copies.items()}, {n: c[1] for n, c in copies.items()}
     was = {name: m.training for name, m in models.items()}
-    benchmark = _benchmark()
-    timers: dict = {}
+    timings: dict[tuple[str, int], Timing] = {}
+    described: dict = {}
     try:
         for name, model in models.items():
             model.eval().to(dev)
             for b in batch_sizes:
                 x = torch.randn(b, *sizes[name], device=dev)
-                timers[name, b] = benchmark.Timer("with torch.no_grad():\n    model(x)",
-                                                  globals={"model": model, "x": x, "torch": torch},
-                                                  num_threads=threads)
-                timers[name, b].timeit(max(1, warmup))
+                described = described or timer.describe(x)
+                timings[name, b] = timer.prepare(model, x)
+                timings[name, b].mean_ms(max(1, warmup))
         rng = random.Random(seed)
-        times = {key: [] for key in timers}
+        times: dict[tuple[str, int], list[float]] = {key: [] for key in timings}
         for _ in range(rounds):
             order = list(models)
             rng.shuffle(order)
             for b in batch_sizes:
                 for name in order:
-                    times[name, b].append(timers[name, b].timeit(repeats).mean * 1e3)
+                    times[name, b].append(timings[name, b].mean_ms(repeats))
     finally:
         for name, model in models.items():
             model.train(was[name])
     result = {}
     for name in models:
-        row: dict = {"device": str(dev), "threads": threads, "input_size": list(sizes[name]), "rounds": rounds,
+        row: dict = {"device": str(dev), "threads": described["threads"], "runtime": described["runtime"],
+                     "input_size": list(sizes[name]), "rounds": rounds,
                      "bn_folded": folded[name] if fold_batchnorm else False}
         for b in batch_sizes:
             ms = times[name, b]
             ratios = [m / r for m, r in zip(ms, times[reference, b], strict=True)]
-            row[f"b{b}"] = {"median_ms": statistics.median(ms), "p10_ms": _percentile(ms, 0.1),
-                            "p90_ms": _percentile(ms, 0.9), "ratio": statistics.median(ratios),
+            row[f"b{b}"] = {"median_ms": statistics.median(ms), "p10_ms": percentile(ms, 0.1),
+                            "p90_ms": percentile(ms, 0.9), "ratio": statistics.median(ratios),
                             "ratio_min": min(ratios), "ratio_max": max(ratios)}
         result[name] = row
     return result

@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 
 from ..errors import UnsupportedModel
-from ..testing import tiny_models
+from .tiny import tiny_models
 
 
 def build_model(spec: str, **kwargs) -> nn.Module:

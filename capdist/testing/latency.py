@@ -1,8 +1,9 @@
-"""An analytic stand-in for a device's timer, for tests of the latency table (NetAdapt, ECCV 2018)."""
+"""Stand-ins for a device's timer, for tests of the latency table and the side-by-side timing (NetAdapt, ECCV 2018)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,3 +36,39 @@ def multiply_adds(module: nn.Module, x: torch.Tensor, per_channel: Callable[[nn.
     for h in hooks:
         h.remove()
     return total[0]
+
+
+class _FunctionTiming:
+    def __init__(self, timer: FunctionTimer, module: nn.Module, x: torch.Tensor) -> None:
+        self.timer, self.module, self.x = timer, module, x
+
+    def mean_ms(self, passes: int) -> float:
+        self.timer.calls.append(("mean", self.module))
+        return self.timer.fn(self.module, self.x)
+
+    def fastest_ms(self, min_run_time: float) -> float:
+        self.timer.calls.append(("fastest", self.module))
+        return self.timer.fn(self.module, self.x)
+
+
+class FunctionTimer:
+    """A :class:`~capdist.measure.timer.Timer` whose every figure is ``fn(module, x)`` milliseconds.
+
+    Args:
+        fn: the "latency" of a module on an input (e.g. :func:`multiply_adds`).
+        name: the timer's name (part of the latency table's cache key).
+
+    Attributes:
+        calls: ``("mean" | "fastest", module)`` for every figure asked for, in order.
+    """
+
+    def __init__(self, fn: Callable[[nn.Module, torch.Tensor], float], name: str = "function") -> None:
+        self.fn, self.name = fn, name
+        self.calls: list[tuple[str, nn.Module]] = []
+
+    def describe(self, x: torch.Tensor) -> dict[str, Any]:
+        return {"runtime": self.name, "threads": torch.get_num_threads(), "batch": int(x.shape[0]),
+                "precision": str(x.dtype).removeprefix("torch.")}
+
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> _FunctionTiming:
+        return _FunctionTiming(self, module, x)

@@ -31,7 +31,7 @@ def test_readme_loop_reaches_its_target_on_digits_with_resnet18():
     scope = {"torch": torch, "model": model, "example_inputs": images[:2], "loader": loader,
              "criterion": F.cross_entropy, "epochs": 4, "real_batch": images[:32]}
     code = _snippet()
-    assert "until=" in code and "schedule.finish()" in code
+    assert "until=" in code and "schedule.check_reached()" in code
     exec(compile(code, str(README), "exec"), scope)  # noqa: S102 - the README's snippet, as printed
     res = scope["res"]
     original = fvcore_by_module(torchvision.models.resnet18(num_classes=digits.num_classes), (images[:1],))[""]

@@ -167,7 +167,7 @@ def test_until_paces_the_masks_to_the_target_by_that_step_and_finish_says_when_n
     for _ in range(24):
         paced.step()
         counts.append(paced.masked_units)
-    assert paced.reached() and paced.finish(strict=True)
+    assert paced.reached() and paced.check_reached(strict=True)
     assert counts[2] == 0 and all(a <= b for a, b in zip(counts, counts[1:], strict=False))
     halfway = counts[13]  # step 14: 10 of the 20 steps between warm-up and until
     assert 0.3 * counts[-1] <= halfway <= 0.7 * counts[-1]
@@ -179,6 +179,6 @@ def test_until_paces_the_masks_to_the_target_by_that_step_and_finish_says_when_n
         sched.step()
     assert sched.masked_units == 5 and not sched.reached()  # ResRep's pacing: one unit per update
     with pytest.warns(UserWarning, match="not the target 0.400"):
-        assert not sched.finish()
+        assert not sched.check_reached()
     with pytest.raises(UnreachableTarget, match="pass until=STEP"):
-        sched.finish(strict=True)
+        sched.check_reached(strict=True)

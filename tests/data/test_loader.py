@@ -10,7 +10,7 @@ from torch import nn
 
 from capdist.data import Augment, IdentityBatchSampler, TensorImages, eval_loader, open_dataset, train_loader
 from capdist.engine import TrainConfig, Trainer
-from capdist.engine.retrieval import encode
+from capdist.engine.evaluation import encode
 from capdist.testing.folders import write_reid_folder
 
 

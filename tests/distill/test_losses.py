@@ -159,7 +159,7 @@ def test_block_feature_loss_is_the_authors_sum_of_batch_mean_unsquared_distances
 
 def test_block_layers_take_each_bottleneck_once_before_its_compactor():
     from capdist.compactor import CompactorConfig, attach
-    from capdist.engine.compress import block_layers
+    from capdist.methods.cdd_objective import block_layers
     from capdist.testing.user_models import gem_resnet
 
     cm = attach(gem_resnet("resnet50", dim=8), torch.randn(2, 3, 32, 32), CompactorConfig(scope="all"))

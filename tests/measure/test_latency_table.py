@@ -10,9 +10,10 @@ from torch import nn
 from capdist.compactor import CompactorConfig, NormSchedule, RetrievalSchedule, attach, surgery
 from capdist.errors import UnreachableTarget
 from capdist.measure.latency_budget import LatencyBudget, build_latency_budget
-from capdist.measure.latency_table import benchmark_timer, build_latency_table, standalone
+from capdist.measure.latency_table import build_latency_table, standalone
+from capdist.measure.timer import get_timer
 from capdist.testing import TinyMobileNet, TinyResNet
-from capdist.testing.latency import multiply_adds
+from capdist.testing.latency import FunctionTimer, multiply_adds
 
 SIZE = (3, 16, 16)
 
@@ -31,7 +32,7 @@ def test_prediction_equals_an_analytic_latency_of_any_pruned_network(net):
     x = torch.randn(2, *SIZE)
     cm = attach(net, x, CompactorConfig(scope="all"))
     table = build_latency_table(surgery(cm, x).model, SIZE, varies=cm.cost.varying_widths(), cache_dir=None,
-                                timer=multiply_adds)
+                                timer=FunctionTimer(multiply_adds))
     assert table.rest_ms == pytest.approx(0.0, abs=1e-9)
     assert sum(e.ms[-1][-1] for e in table.layers.values()) == pytest.approx(table.total_ms, rel=1e-9)
     rng = np.random.default_rng(0)
@@ -53,7 +54,7 @@ def test_lookup_at_a_grid_point_agrees_with_timing_the_layer_directly():
         table = build_latency_table(net, (3, 32, 32), grid=(0.5, 1.0), min_run_time=0.05, cache_dir=None)
         layer, x = standalone(table.layers["2"], 0.5, 1.0, torch.device("cpu"))
         assert layer.in_channels == 32 and layer.out_channels == 64 and x.shape == (1, 32, 32, 32)
-        direct = benchmark_timer(0.05)(layer, x)
+        direct = get_timer("eager").prepare(layer, x).fastest_ms(0.05)
         ratios.append(table.layer_ms(np.array([1.0, 0.5]), np.array([1.0, 1.0]))[1] / direct)
         if 0.5 < ratios[-1] < 2.0:
             break
@@ -68,22 +69,23 @@ def test_table_is_monotone_and_cached_per_batch(tmp_path):
         calls.append(1)
         return multiply_adds(module, x) + float(np.random.default_rng(len(calls)).uniform(0, 50))
 
-    first = build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    timer = FunctionTimer(counting, name="counting")
+    first = build_latency_table(net, SIZE, cache_dir=tmp_path, timer=timer)
     for entry in first.layers.values():
         ms = np.array(entry.ms)
         assert (np.diff(ms, axis=0) >= 0).all() and (np.diff(ms, axis=1) >= 0).all()
     measured = len(calls)
-    again = build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    again = build_latency_table(net, SIZE, cache_dir=tmp_path, timer=timer)
     assert len(calls) == measured and again.to_dict() == first.to_dict()
-    build_latency_table(net, SIZE, batch_size=2, cache_dir=tmp_path, timer=counting)
+    build_latency_table(net, SIZE, batch_size=2, cache_dir=tmp_path, timer=timer)
     assert len(calls) > measured
     for path in tmp_path.iterdir():
         path.write_text("{not json")
     calls.clear()
-    build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    build_latency_table(net, SIZE, cache_dir=tmp_path, timer=timer)
     assert calls, "an unreadable cache is measured again"
     calls.clear()
-    build_latency_table(net, SIZE, cache_dir=tmp_path, timer=counting)
+    build_latency_table(net, SIZE, cache_dir=tmp_path, timer=timer)
     assert not calls, "and written again"
 
 
@@ -93,7 +95,7 @@ def test_a_stall_at_the_full_width_is_measured_again():
     timed again, and the network is timed twice, so the table equals one measured without stalls (each
     full-width layer and the network stalled once, to 3x their time)."""
     net = TinyResNet(width=16)
-    clean = build_latency_table(net, SIZE, cache_dir=None, timer=multiply_adds)
+    clean = build_latency_table(net, SIZE, cache_dir=None, timer=FunctionTimer(multiply_adds))
     full = {tuple(m.weight.shape) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     stalled = set()
 
@@ -104,14 +106,14 @@ def test_a_stall_at_the_full_width_is_measured_again():
             stalled.add(shape)
         return multiply_adds(module, x) * stall
 
-    table = build_latency_table(net, SIZE, cache_dir=None, timer=stalling)
+    table = build_latency_table(net, SIZE, cache_dir=None, timer=FunctionTimer(stalling))
     assert len(stalled) == len(full) + 1, "every full-width layer and the network were stalled once"
     for name, entry in table.layers.items():
         np.testing.assert_allclose(entry.ms, clean.layers[name].ms, rtol=1e-9, err_msg=name)
     assert table.total_ms == pytest.approx(clean.total_ms)
     # layers whose widths never change have no neighbour to compare with: their one entry is timed twice
     stalled.clear()
-    fixed = build_latency_table(net, SIZE, varies={}, cache_dir=None, timer=stalling)
+    fixed = build_latency_table(net, SIZE, varies={}, cache_dir=None, timer=FunctionTimer(stalling))
     assert len(stalled) == len(full) + 1
     for name, entry in fixed.layers.items():
         assert entry.ms[-1][-1] == pytest.approx(clean.layers[name].ms[-1][-1]), name
@@ -126,7 +128,7 @@ def _budgeted(per_channel=None, target=0.6):
     def timer(module, inp):
         return multiply_adds(module, inp, per_channel)
 
-    budget = build_latency_budget(cm, TinyResNet(width=16), x, SIZE, cache_dir=None, timer=timer)
+    budget = build_latency_budget(cm, TinyResNet(width=16), x, SIZE, cache_dir=None, timer=FunctionTimer(timer))
     return cm, budget, x, timer
 
 
@@ -165,7 +167,7 @@ def test_recalibration_scales_savings_to_the_measured_widths():
     cm, budget, x, timer = _budgeted()
     NormSchedule(cm, 0.5, budget=budget).update(limit=10**9)
     before = budget.fraction()
-    budget.timer = lambda module, inp: 0.5 * timer(module, inp) + 0.5 * multiply_adds(budget._plain, inp)
+    budget.timer = FunctionTimer(lambda module, inp: 0.5 * timer(module, inp) + 0.5 * multiply_adds(budget._plain, inp))
     scale = budget.recalibrate(x)
     assert budget.calibration["during_training"][-1]["measured"] == pytest.approx(1 - 0.5 * (1 - before), abs=1e-4)
     probes = [1 - p["predicted"] for p in budget.calibration["probes"].values()]
@@ -200,7 +202,8 @@ def test_round_to_is_chosen_by_timing_when_the_user_gave_none(odd_penalty, chose
         odd = sum(1 for m in module.modules() if isinstance(m, nn.Conv2d) and m.out_channels % 8)
         return multiply_adds(module, inp) + odd_penalty * odd
 
-    budget = build_latency_budget(cm, TinyResNet(width=12), x, SIZE, cache_dir=None, timer=timer, choose_round_to=True)
+    budget = build_latency_budget(cm, TinyResNet(width=12), x, SIZE, cache_dir=None, timer=FunctionTimer(timer),
+                                  choose_round_to=True)
     assert budget.calibration["round_to"]["chosen"] == chosen == cm.config.round_to
     NormSchedule(cm, (1 + budget.lowest()) / 2, budget=budget).update(limit=10**9)
     assert any(int(g.mask.sum()) < g.channels for g in cm.groups)

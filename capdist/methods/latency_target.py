@@ -16,17 +16,17 @@ import torch
 from torch import nn
 
 from ..compactor.model import CompactorModel
+from ..engine.distributed import DistContext
 from ..errors import CheckpointError
 from ..io.atomic import atomic_write_json
 from ..measure.latency_budget import LatencyBudget, build_latency_budget
-from .distributed import DistContext
 
 log = logging.getLogger("capdist")
 
 RECALIBRATE_AT = (0.5, 0.9, 1.0)
 
 
-class BudgetState:
+class LatencyCalibration:
     """The latency budget's calibration as checkpointed state: the savings scale, the points measured
     during training and how many of the recalibration points (:data:`RECALIBRATE_AT`, fractions of the
     reduction asked for) are done, so a resumed run refits exactly as an uninterrupted one."""

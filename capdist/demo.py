@@ -11,10 +11,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ..data.arrays import FMNIST_HINT, FMNIST_ROOT
-from .compress import CompressConfig, compress
-from .retrieval import train_retrieval
-from .trainer import TrainConfig
+from .data.arrays import FMNIST_HINT, FMNIST_ROOT
+from .engine import TrainConfig
+from .methods import CompressConfig, RunOptions, compress, train_retrieval
 
 PROFILES = {
     # train images, teacher epochs, compress epochs, test queries, expected minutes on 2 cores
@@ -46,9 +45,8 @@ def run_demo(quick: bool = False, root: str | Path = "runs/demo", target: float 
         echo(f"using the cached teacher in {teacher}")
     out = root / f"cdd{round(target * 100)}-{data}-{profile}"
     echo(f"compressing ({c_epochs} epochs, retrieval-guided schedule, scope all) ...")
-    cfg = CompressConfig(target_flops=target, schedule="retrieval", scope="all", latency_repeats=5,
-                         train=TrainConfig(epochs=c_epochs, batch_size=64, lr=0.01, warmup_epochs=0.5))
-    compress(str(teacher), None, data, cfg, out, train_subset=subset, overwrite=True, test_subset=test)
+    cfg = CompressConfig.of(target_flops=target, latency_repeats=5, epochs=c_epochs)
+    compress(str(teacher), data, cfg, out, RunOptions(train_subset=subset, overwrite=True, test_subset=test))
     echo((out / "report.md").read_text())
     echo(f"plot: {out / 'accuracy_vs_flops.png'}")
     return out

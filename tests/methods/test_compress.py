@@ -12,12 +12,13 @@ from capdist.compactor import CompactorConfig, RetrievalSchedule, attach
 from capdist.compactor.cost import fvcore_by_module
 from capdist.compactor.retrieval_schedule import low_contribution_units
 from capdist.engine import TrainConfig
-from capdist.engine.compress import CompressConfig, compress
-from capdist.engine.task_loss import CROSS_NCE_WEIGHT
 from capdist.errors import CheckpointError, OutputExists, UnreachableTarget
 from capdist.io import save_run, save_weights
 from capdist.io.export import EmbeddingOnly, export_run
+from capdist.methods import CompressConfig, ModelSource, PruneConfig, RunOptions, compress, prune
+from capdist.methods.task_loss import CROSS_NCE_WEIGHT
 from capdist.models import RetrievalNet
+from capdist.settings import configure
 from capdist.testing import TinyResNet
 
 FILES = {"model.safetensors", "plan.json", "config.json", "report.json", "report.md", "accuracy_vs_flops.png",
@@ -34,19 +35,19 @@ def teacher_dir(tmp_path_factory):
 
 
 def _config(schedule, scope, epochs=2):
-    return CompressConfig(target_flops=0.5, schedule=schedule, scope=scope, latency_repeats=2,
-                          train=TrainConfig(epochs=epochs, batch_size=32, lr=0.05, progress=False, warmup_epochs=0))
+    return CompressConfig.of(target_flops=0.5, schedule=schedule, scope=scope, latency_repeats=2,
+                             train=TrainConfig(epochs=epochs, batch_size=32, lr=0.05, progress=False, warmup_epochs=0))
 
 
 @pytest.mark.parametrize("schedule", ["retrieval", "norm"])
 @pytest.mark.parametrize("scope", ["internal", "all"])
 def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, scope):
     out = tmp_path / "out"
-    report = compress(str(teacher_dir), None, "digits", _config(schedule, scope), out, train_subset=320)
+    report = compress(str(teacher_dir), "digits", _config(schedule, scope), out, RunOptions(train_subset=320))
     assert {p.name for p in out.iterdir() if p.is_file()} == FILES | ({"mask_schedule.png"} if schedule == "retrieval"
                                                                       else set())
     rep = json.loads((out / "report.json").read_text())
-    assert rep["loss_terms"]["cross_nce"] == CROSS_NCE_WEIGHT
+    assert "cross_nce" not in rep["loss_terms"], "the paper's objective by default on its own gallery"
     assert rep["models"][0]["latency_ratio_b1"] == rep["models"][0]["latency_ratio_b32"] == 1.0
     for row in rep["models"]:
         assert row["latency_device"] == "cpu" and row["latency_threads"] >= 1 and row["latency_rounds"] >= 1
@@ -71,7 +72,7 @@ def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, 
 
 def test_load_in_fresh_process_reproduces_saved_outputs_and_exports_match(teacher_dir, tmp_path):
     out = tmp_path / "c"
-    compress(str(teacher_dir), None, "digits", _config("retrieval", "all"), out, train_subset=320)
+    compress(str(teacher_dir), "digits", _config("retrieval", "all"), out, RunOptions(train_subset=320))
     code = ("import capdist, torch, sys; from safetensors.torch import load_file\n"
             f"s = load_file('{out}/sample.safetensors'); m = capdist.load('{out}')\n"
             "with torch.no_grad(): e = m(s['images'])['embedding']\n"
@@ -87,18 +88,18 @@ def test_load_in_fresh_process_reproduces_saved_outputs_and_exports_match(teache
 def test_bad_inputs(teacher_dir, tmp_path):
     save_weights(RetrievalNet("resnet18", num_classes=10), tmp_path / "r18.safetensors")
     with pytest.raises(CheckpointError, match="do not fit RetrievalNet.*(missing|unexpected|shape)"):
-        compress("tiny_resnet", str(tmp_path / "r18.safetensors"), "digits", _config("norm", "internal"),
-                 tmp_path / "x1")
+        compress(ModelSource("tiny_resnet", str(tmp_path / "r18.safetensors")), "digits",
+                 _config("norm", "internal"), tmp_path / "x1")
     assert not (tmp_path / "x1").exists()
     with pytest.raises(UnreachableTarget, match="lowest reachable"):
-        compress(str(teacher_dir), None, "digits", CompressConfig(target_flops=0.001, mask_warmup=0.5,
-                                                                  train=TrainConfig(epochs=1)),
-                 tmp_path / "x2", train_subset=64)
+        compress(str(teacher_dir), "digits", CompressConfig.of(target_flops=0.001, mask_warmup=0.5,
+                                                                     train=TrainConfig(epochs=1)),
+                 tmp_path / "x2", RunOptions(train_subset=64))
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("x")
     with pytest.raises(OutputExists):
-        compress(str(teacher_dir), None, "digits", _config("norm", "all"), busy, train_subset=64)
+        compress(str(teacher_dir), "digits", _config("norm", "all"), busy, RunOptions(train_subset=64))
     assert (busy / "keep.txt").read_text() == "x"
 
 
@@ -208,7 +209,7 @@ def test_interrupted_compress_resumes_to_the_uninterrupted_result(teacher_dir, t
         return cfg
 
     full = tmp_path / "full"
-    compress(str(teacher_dir), None, "digits", config(), full, train_subset=320)
+    compress(str(teacher_dir), "digits", config(), full, RunOptions(train_subset=320))
     cls = RetrievalSchedule if schedule == "retrieval" else NormSchedule
     name = "observe" if schedule == "retrieval" else "step"
     original = getattr(cls, name)
@@ -221,10 +222,10 @@ def test_interrupted_compress_resumes_to_the_uninterrupted_result(teacher_dir, t
     monkeypatch.setattr(cls, name, dying)
     cut = tmp_path / "cut"
     with pytest.raises(_Interrupted):
-        compress(str(teacher_dir), None, "digits", config(), cut, train_subset=320)
+        compress(str(teacher_dir), "digits", config(), cut, RunOptions(train_subset=320))
     assert (cut / "checkpoint.pt").is_file() and not (cut / "model.safetensors").exists()
     monkeypatch.setattr(cls, name, original)
-    compress(str(teacher_dir), None, "digits", config(), cut, train_subset=320, resume=True)
+    compress(str(teacher_dir), "digits", config(), cut, RunOptions(train_subset=320, resume=True))
     a, b = load_file(full / "model.safetensors"), load_file(cut / "model.safetensors")
     assert a.keys() == b.keys()
     for k in a:
@@ -233,7 +234,7 @@ def test_interrupted_compress_resumes_to_the_uninterrupted_result(teacher_dir, t
 
 
 def test_deployed_embedding_term_uses_the_necks_running_statistics():
-    from capdist.engine.task_loss import RetrievalTaskLoss
+    from capdist.methods.task_loss import RetrievalTaskLoss
 
     neck = torch.nn.BatchNorm1d(2).train()
     with torch.no_grad():
@@ -256,7 +257,7 @@ def test_deployed_embedding_term_uses_the_necks_running_statistics():
 
 
 def test_cross_nce_weight_follows_the_request_and_the_gallery():
-    from capdist.engine.task_loss import task_loss_for
+    from capdist.methods.task_loss import task_loss_for
 
     net = RetrievalNet("tiny_resnet", num_classes=4, backbone_kwargs={"width": 8})
     x = torch.randn(2, 3, 16, 16)
@@ -269,9 +270,8 @@ def test_cross_nce_weight_follows_the_request_and_the_gallery():
 def test_teacher_gallery_mode_keeps_the_teachers_classifier_exactly(teacher_dir, tmp_path):
     out = tmp_path / "compat"
     config = _config("norm", "internal")
-    config.gallery = "teacher"
-    config.finetune_epochs = 1
-    compress(str(teacher_dir), None, "digits", config, out, train_subset=320)
+    config = configure(config, gallery="teacher", finetune_epochs=1)
+    compress(str(teacher_dir), "digits", config, out, RunOptions(train_subset=320))
     from safetensors.torch import load_file
 
     before, after = load_file(teacher_dir / "model.safetensors"), load_file(out / "model.safetensors")
@@ -288,7 +288,7 @@ def test_teacher_gallery_mode_keeps_the_teachers_classifier_exactly(teacher_dir,
 def test_teacher_head_freezes_the_classifier_and_releases_it_on_copies_too():
     import copy
 
-    from capdist.engine.task_loss import TeacherHead
+    from capdist.methods.task_loss import TeacherHead
 
     net = RetrievalNet("tiny_resnet", num_classes=4, backbone_kwargs={"width": 8}).train()
     head = TeacherHead(net)
@@ -304,10 +304,9 @@ def test_teacher_head_freezes_the_classifier_and_releases_it_on_copies_too():
 def test_latency_target_is_predicted_calibrated_and_checked_side_by_side(teacher_dir, tmp_path, monkeypatch, schedule):
     monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
     cfg = _config(schedule, "all")
-    cfg.target_latency, cfg.latency_table_time = 0.8, 0.002
-    cfg.latency_input_size = (3, 96, 96)
+    cfg = configure(cfg, target_latency=0.8, latency_table_time=0.002, latency_input_size=(3, 96, 96))
     out = tmp_path / "out"
-    report = compress(str(teacher_dir), None, "digits", cfg, out, train_subset=320)
+    report = compress(str(teacher_dir), "digits", cfg, out, RunOptions(train_subset=320))
     budget = report["latency_budget"]
     assert budget["target"] == 0.8 and budget["batch"] == 1 and budget["device"] == "cpu"
     assert budget["predicted"] <= 0.8 + 1e-4
@@ -334,32 +333,28 @@ def test_latency_target_is_predicted_calibrated_and_checked_side_by_side(teacher
 def test_a_round_to_the_user_gave_is_kept_under_a_latency_target(teacher_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
     cfg = _config("norm", "all")
-    cfg.target_latency, cfg.latency_table_time, cfg.round_to = 0.8, 0.002, 1
-    cfg.latency_input_size = (3, 96, 96)
-    report = compress(str(teacher_dir), None, "digits", cfg, tmp_path / "out", train_subset=320)
+    cfg = configure(cfg, target_latency=0.8, latency_table_time=0.002, round_to=1, latency_input_size=(3, 96, 96))
+    report = compress(str(teacher_dir), "digits", cfg, tmp_path / "out", RunOptions(train_subset=320))
     calibration = report["latency_budget"]["calibration"]
     assert report["round_to"] == 1 and "round_to" not in calibration
     assert set(calibration["probes"]) == {"uniform 0.5", "uniform 0.25"}
 
 
 def test_the_unpruned_reference_refuses_a_latency_target(tmp_path):
-    from capdist.engine.prune import PruneConfig, prune_run
-
     with pytest.raises(UnreachableTarget, match="cannot meet a latency target"):
-        prune_run("tiny_resnet", None, "digits", PruneConfig(method="none", target_latency=0.5), tmp_path / "out")
+        prune("tiny_resnet", "digits", PruneConfig.of(method="none", target_latency=0.5), tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_prune_bisects_on_the_latency_table(teacher_dir, tmp_path, monkeypatch):
-    from capdist.engine.prune import PruneConfig, prune_run
-    from capdist.measure import latency_table
-    from capdist.testing.latency import multiply_adds
+    from capdist.measure import TIMERS
+    from capdist.testing.latency import FunctionTimer, multiply_adds
 
     monkeypatch.setenv("CAPDIST_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(latency_table, "benchmark_timer", lambda min_run_time: multiply_adds)
-    cfg = PruneConfig(method="magnitude", target_latency=0.65, latency_table_time=0.002, finetune_epochs=0,
+    monkeypatch.setitem(TIMERS, "eager", lambda threads=None: FunctionTimer(multiply_adds))
+    cfg = PruneConfig.of(method="magnitude", target_latency=0.65, latency_table_time=0.002, finetune_epochs=0,
                       latency_repeats=2, latency_input_size=(3, 48, 48))
-    report = prune_run(str(teacher_dir), None, "digits", cfg, tmp_path / "out", train_subset=320)
+    report = prune(str(teacher_dir), "digits", cfg, tmp_path / "out", RunOptions(train_subset=320))
     budget = report["latency_budget"]
     # the table is analytic here (multiply-adds): this network's widths give 0.813, 0.670, 0.644, 0.518, ...
     assert 0.62 <= budget["predicted"] <= 0.65, "the bisection lands just under the target"

@@ -1,0 +1,133 @@
+"""The one timer every latency figure goes through, and the table of timing back-ends by name.
+
+A back-end is a :class:`Timer`: it prepares a model for one input (for a compiled runtime: export
+and build a session, once) and returns a :class:`Timing` that gives the two figures the measurements
+need: the mean of a number of passes (one sample of an interleaved round, see
+:func:`~capdist.measure.timing.time_side_by_side`) and the fastest block of a blocked run (one entry
+of the latency table). :data:`TIMERS` maps a name to the class; a new runtime is one class whose
+constructor takes a ``threads`` keyword, plus one row there.
+
+Example:
+    >>> import torch
+    >>> timer = get_timer("eager", threads=1)
+    >>> x = torch.randn(1, 3, 8, 8)
+    >>> timer.prepare(torch.nn.Conv2d(3, 4, 3).eval(), x).mean_ms(2) > 0
+    True
+    >>> timer.describe(x)
+    {'runtime': 'eager', 'threads': 1, 'batch': 1, 'precision': 'float32'}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from ..errors import CapdistError
+
+DEFAULT_TIMER = "eager"
+
+
+class UnknownTimer(CapdistError, ValueError):
+    """A timing back-end name that is not in :data:`TIMERS`."""
+
+
+class Timing(Protocol):
+    """One model prepared for one input by a :class:`Timer`."""
+
+    def mean_ms(self, passes: int) -> float:
+        """Milliseconds per pass, the mean of ``passes`` passes timed together."""
+        ...
+
+    def fastest_ms(self, min_run_time: float) -> float:
+        """Milliseconds per pass in the fastest of the blocks run for ``min_run_time`` seconds in all."""
+        ...
+
+
+class Timer(Protocol):
+    """A timing back-end: a runtime with its settings.
+
+    Attributes:
+        name: the back-end's row in :data:`TIMERS` (reports and cache keys carry it).
+    """
+
+    name: str
+
+    def describe(self, x: torch.Tensor) -> dict[str, Any]:
+        """What a figure timed on ``x`` was measured with: ``runtime``, ``threads``, ``batch``, ``precision``."""
+        ...
+
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> Timing:
+        """``module`` (in eval mode, on ``x``'s device) made ready to be timed on ``x``, without gradients."""
+        ...
+
+
+def _benchmark():
+    """``torch.utils.benchmark``, imported without its CUDA-toolkit warning on CPU-only machines."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+
+    return benchmark
+
+
+class _EagerTiming:
+    def __init__(self, module: nn.Module, x: torch.Tensor, threads: int) -> None:
+        self._timer = _benchmark().Timer("with torch.no_grad():\n    module(x)",
+                                         globals={"module": module, "x": x, "torch": torch}, num_threads=threads)
+
+    def mean_ms(self, passes: int) -> float:
+        return self._timer.timeit(passes).mean * 1e3
+
+    def fastest_ms(self, min_run_time: float) -> float:
+        self._timer.timeit(1)
+        return min(self._timer.blocked_autorange(min_run_time=min_run_time).times) * 1e3
+
+
+class EagerTimer:
+    """PyTorch eager mode, timed by ``torch.utils.benchmark.Timer`` (which synchronises CUDA).
+
+    Args:
+        threads: CPU intra-op threads while timing (default: torch's setting when prepared).
+    """
+
+    name = "eager"
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def _threads(self) -> int:
+        return self.threads or torch.get_num_threads()
+
+    def describe(self, x: torch.Tensor) -> dict[str, Any]:
+        return {"runtime": self.name, "threads": self._threads(), "batch": int(x.shape[0]),
+                "precision": str(x.dtype).removeprefix("torch.")}
+
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> Timing:
+        return _EagerTiming(module, x, self._threads())
+
+
+TIMERS: dict[str, Callable[..., Timer]] = {"eager": EagerTimer}
+
+
+def get_timer(timer: Timer | str | None = None, threads: int | None = None) -> Timer:
+    """The timer to use: ``timer`` itself, the back-end of that name in :data:`TIMERS` (built with
+    ``threads``), or :data:`DEFAULT_TIMER` for None.
+
+    Raises:
+        UnknownTimer: a name that is not in :data:`TIMERS`.
+    """
+    if timer is not None and not isinstance(timer, str):
+        return timer
+    name = timer or DEFAULT_TIMER
+    if name not in TIMERS:
+        raise UnknownTimer(f"unknown timer {name!r}; choose one of: {', '.join(sorted(TIMERS))}")
+    return TIMERS[name](threads=threads)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q`` quantile (0 to 1) of ``values``."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]

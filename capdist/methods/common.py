@@ -1,0 +1,95 @@
+"""What every compression method shares: where the models come from, which data it runs on, and
+how a run is placed (device, resume, overwrite, subsets).
+
+Example:
+    >>> source = ModelSource("runs/teacher")
+    >>> RunOptions(device="cpu").resume
+    False
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from ..data import RetrievalData, open_dataset
+from ..io.sources import open_model
+
+log = logging.getLogger("capdist")
+
+
+@dataclass
+class ModelSource:
+    """A trained model: an ``nn.Module`` in hand, a run directory, a torchvision name,
+    ``package.module:factory`` or ``timm:NAME``, with its checkpoint and constructor arguments.
+
+    Attributes:
+        spec: the module or its name.
+        weights: checkpoint path (safetensors, or a torch file read weights-only).
+        args: constructor arguments of a factory.
+        embedding_output: which entry of a dict / tuple output is the embedding.
+        allow_partial: load the tensors that fit and list the rest.
+    """
+
+    spec: str | nn.Module
+    weights: str | None = None
+    args: dict = field(default_factory=dict)
+    embedding_output: str | int | None = None
+    allow_partial: bool = False
+
+    @classmethod
+    def of(cls, source: ModelSource | str | nn.Module) -> ModelSource:
+        """A source from a source, a name or a module."""
+        return source if isinstance(source, ModelSource) else cls(source)
+
+    def open(self, num_classes: int) -> nn.Module:
+        """The model in eval mode; says in one log line what was built and how."""
+        if isinstance(self.spec, nn.Module):
+            return self.spec.eval()
+        spec = self.spec
+        if self.weights and not Path(spec).is_dir() and (Path(self.weights).parent / "config.json").is_file() \
+                and ":" not in spec:
+            from ..io.run_dir import read_config
+
+            config = read_config(Path(self.weights).parent)
+            if isinstance(config.get("model"), dict) and config["model"].get("backbone") == spec:
+                spec = str(Path(self.weights).parent)
+        opened = open_model(spec, self.weights, self.args, num_classes, self.embedding_output, self.allow_partial)
+        log.info("teacher: %s", opened.note)
+        return opened.model.eval()
+
+
+@dataclass
+class RunOptions:
+    """Where and how a run happens, apart from what the method does.
+
+    Attributes:
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        resume: continue a run from its last checkpoint.
+        overwrite: replace a run directory that holds another run.
+        train_subset: train on this many images drawn by the seed.
+        test_subset: evaluate on the first N queries.
+        recipe: the resolved options to store beside the run as ``config.yaml``.
+    """
+
+    device: str = "cpu"
+    resume: bool = False
+    overwrite: bool = False
+    train_subset: int | None = None
+    test_subset: int | None = None
+    recipe: dict | None = None
+
+
+def load_teacher(teacher: ModelSource | str | nn.Module, num_classes: int) -> nn.Module:
+    """A trained teacher from anything :class:`ModelSource` describes, in eval mode."""
+    return ModelSource.of(teacher).open(num_classes)
+
+
+def resolve_data(data: str | RetrievalData, train_subset: int | None = None, test_subset: int | None = None,
+                 seed: int = 0) -> RetrievalData:
+    """A dataset spec or a :class:`RetrievalData` already in hand, with the requested subsets."""
+    opened = data if isinstance(data, RetrievalData) else open_dataset(data)
+    return opened.train_subset(train_subset, seed=seed).test_subset(test_subset)

@@ -1,0 +1,71 @@
+"""One source of every default: the CLI, the Python API and recipes read the same typed settings."""
+
+import inspect
+
+import click
+import pytest
+
+import capdist
+from capdist.cli.compress import compress_cmd
+from capdist.cli.prune import prune_cmd
+from capdist.methods import CompressConfig, PruneConfig
+from capdist.methods.prune import UNUSED
+from capdist.settings import UnknownSetting, configure, flat_fields, flatten
+
+
+def _cli_defaults(command: click.Command) -> dict:
+    return {p.name: p.default for p in command.params if isinstance(p, click.Option)}
+
+
+@pytest.mark.parametrize("command,config_type,skip", [(compress_cmd, CompressConfig, ()),
+                                                      (prune_cmd, PruneConfig, UNUSED)])
+def test_cli_defaults_equal_the_configs_field_by_field(command, config_type, skip):
+    cli = _cli_defaults(command)
+    for key, value in flatten(config_type()).items():
+        field = flat_fields(config_type)[key][1]
+        if key in skip or not field.metadata.get("cli"):
+            continue
+        assert key in cli, f"--{key.replace('_', '-')} is missing from capdist {command.name}"
+        assert cli[key] == (tuple(value) if isinstance(value, list) else value), key
+
+
+def test_every_generated_option_has_help_text():
+    for command in (compress_cmd, prune_cmd):
+        for p in command.params:
+            if isinstance(p, click.Option):
+                assert p.help, f"{command.name} {p.opts[0]} has no help text"
+
+
+def test_the_api_uses_the_configs_defaults():
+    params = inspect.signature(capdist.compress).parameters
+    assert "lr" not in params and "epochs" not in params, "training settings come from CompressConfig"
+    assert CompressConfig().train.lr == 0.01 and CompressConfig().compactors.scope == "all"
+
+
+def test_flat_keys_are_unique_and_configure_names_the_closest():
+    from dataclasses import dataclass
+
+    from capdist.settings import setting
+
+    @dataclass
+    class Inner:
+        seed: int = setting(0, "a seed")
+
+    @dataclass
+    class Outer:
+        inner: Inner = None
+        seed: int = setting(1, "another seed")
+
+    with pytest.raises(ValueError, match="two settings are both called 'seed'"):
+        flat_fields(Outer)
+    from capdist.compactor import ScheduleConfig
+
+    section = ScheduleConfig(kind="norm")
+    assert CompressConfig.of(schedule=section).schedule == section, "a section object replaces the section"
+    cfg = CompressConfig.of(target_flops=0.25, schedule="norm", rggr_k=3, lr=0.1)
+    assert (cfg.target.flops, cfg.schedule.kind, cfg.schedule.k, cfg.train.lr) == (0.25, "norm", 3, 0.1)
+    assert CompressConfig().target.flops == 0.35, "the defaults are not modified"
+    with pytest.raises(UnknownSetting, match="did you mean target_flops"):
+        configure(CompressConfig(), target_flop=0.3)
+    with pytest.raises(AttributeError):
+        CompressConfig().target.flop = 0.3  # a typo in an attribute is an error, not a new field
