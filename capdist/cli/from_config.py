@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Iterable
@@ -23,9 +24,28 @@ SECTION_TITLES = {"target": "Target", "compactors": "Compactors", "schedule": "M
                   "distill": "Teacher signals", "train": "Training", "report": "Report", "": "Method"}
 
 
+BRIEF_SECTIONS = ("Model, data and run", "Method", "Target", "Training")
+
+
+def _help_all(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        ctx.meta["help_all"] = True
+        click.echo(ctx.get_help(), color=ctx.color)
+        ctx.exit()
+
+
 class SectionedCommand(click.Command):
-    """A command whose ``--help`` lists its options in sections (``section`` on each option;
-    options without one are listed under "Model, data and run")."""
+    """A command whose help lists its options in sections (``section`` on each option; options
+    without one are under "Model, data and run"): ``--help`` shows the common sections and names the
+    others, ``--help-all`` shows every option."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        params = super().get_params(ctx)
+        if any(isinstance(p, click.Option) and "--help-all" in p.opts for p in params):
+            return params
+        extra = click.Option(["--help-all"], is_flag=True, expose_value=False, is_eager=True, callback=_help_all,
+                             help="Show every option, in sections.")
+        return [*params, extra]
 
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         sections: dict[str, list[tuple[str, str]]] = {}
@@ -33,9 +53,16 @@ class SectionedCommand(click.Command):
             record = param.get_help_record(ctx)
             if record is not None:
                 sections.setdefault(getattr(param, "section", "Model, data and run"), []).append(record)
+        everything = ctx.meta.get("help_all", False) or len(sections) <= 2
+        hidden = [title for title in sections if not everything and title not in BRIEF_SECTIONS]
         for title, records in sections.items():
-            with formatter.section(title):
-                formatter.write_dl(records)
+            if title not in hidden:
+                with formatter.section(title):
+                    formatter.write_dl(records)
+        if hidden:
+            count = sum(len(sections[t]) for t in hidden)
+            formatter.write_paragraph()
+            formatter.write_text(f"{count} more options in {', '.join(hidden)}: --help-all shows them.")
 
 
 class SectionOption(click.Option):
@@ -59,12 +86,21 @@ def _click_type(f: dataclasses.Field, kind: type):
     choices = meta.get("choices")
     if choices is not None:
         return click.Choice(list(choices() if callable(choices) else choices))
+    if kind in (int, float) and meta.get("low") is None and meta.get("high") is None:
+        return click.INT if kind is int else click.FLOAT
     if kind in (int, float):
         ranged = click.IntRange if kind is int else click.FloatRange
         extra = {"min_open": meta.get("open_low", False), "max_open": meta.get("open_high", False)} \
             if kind is float else {}
         return ranged(meta.get("low"), meta.get("high"), **extra)
     return None
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value):
+    """A float option's value, refusing NaN and infinities (ranges do not catch NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
 
 
 def _option(key: str, f: dataclasses.Field, hint, default, section: str) -> click.Option:
@@ -78,8 +114,9 @@ def _option(key: str, f: dataclasses.Field, hint, default, section: str) -> clic
         from .options import input_size_option
 
         return SectionOption([flag, key], default=default, callback=input_size_option,
-                             metavar=f.metadata.get("metavar") or "C,H,W", **common)
-    return SectionOption([flag, key], type=_click_type(f, kind), default=default,
+                             metavar=f.metadata.get("metavar") or "HxW", **common)
+    callback = _finite if kind is float else None
+    return SectionOption([flag, key], type=_click_type(f, kind), default=default, callback=callback,
                          show_default=default not in (None, ""), metavar=f.metadata.get("metavar"), **common)
 
 

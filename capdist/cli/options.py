@@ -41,7 +41,7 @@ def model_source_options(func):
     @click.option("--weights", default=None,
                   help="Checkpoint: safetensors, or a torch file read weights-only (state_dict / model / module / "
                        "net / ema containers, DDP and torch.compile prefixes, torchreid, fast-reid, timm).")
-    @click.option("--teacher-arg", "--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
+    @click.option("--model-arg", "--teacher-arg", "model_args", multiple=True, metavar="KEY=VALUE",
                   help="Argument of a package.module:factory or timm:NAME model (JSON literal, else a string); "
                        "repeatable.")
     @click.option("--embedding-output", default=None, metavar="KEY|INDEX",
@@ -184,7 +184,7 @@ def train_settings(kwargs: dict, device: str) -> dict:
 
 
 def input_size_option(ctx, param, value):
-    """``C,H,W`` as a tuple of three positive integers (None stays None)."""
+    """``HxW``, ``CxHxW`` or ``C,H,W`` as a (C, H, W) tuple of positive integers (None stays None)."""
     from ..errors import UnsupportedModel
     from ..models.factory import parse_input_size
 

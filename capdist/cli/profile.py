@@ -9,6 +9,7 @@ import torch
 
 from ..io.export import EmbeddingOnly
 from ..measure import count, measure_latency
+from ..methods.settings import ReportConfig, timer_names
 from ..models import parse_input_size
 from .options import check_device, model_source_options, open_cli_model
 
@@ -16,24 +17,28 @@ from .options import check_device, model_source_options, open_cli_model
 @click.command("profile")
 @click.argument("model")
 @model_source_options
-@click.option("--input-size", default="3,224,224", show_default=True, help="C,H,W of one image.")
+@click.option("--input-size", default="224x224", show_default=True,
+              help="HxW (three channels) or CxHxW of one image.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1),
               help="Batch for the second timing.")
-@click.option("--repeats", default=20, type=click.IntRange(min=1), show_default=True)
+@click.option("--repeats", default=20, type=click.IntRange(min=1), show_default=True, help="Timed passes.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: torch's).")
-@click.option("--device", default="cpu", show_default=True, callback=check_device)
-@click.option("--num-classes", default=1000, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--device", default="cpu", show_default=True, callback=check_device, help="cpu, cuda or cuda:N.")
+@click.option("--latency-backend", type=click.Choice(timer_names()), default=ReportConfig().latency_backend,
+              show_default=True, help="Runtime the latency is measured in.")
+@click.option("--num-classes", default=1000, show_default=True, help="Classes of the model's classifier.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def profile_cmd(model: str, weights, model_args, embedding_output, allow_partial, input_size: str,
                 batch_size: int, repeats: int, threads: int | None,
-                device: str, num_classes: int, as_json: bool) -> None:
+                device: str, latency_backend: str, num_classes: int, as_json: bool) -> None:
     """Count params and FLOPs (fvcore vs thop) and time batch 1 and batch N."""
     size = parse_input_size(input_size)
     net = EmbeddingOnly(open_cli_model(model, weights, model_args, embedding_output, allow_partial,
                                        num_classes)).eval()
     counts = count(net, torch.randn(1, *size))
-    one = measure_latency(net, size, 1, repeats, device=device, threads=threads, breakdown=True)
-    many = measure_latency(net, size, batch_size, repeats, device=device, threads=threads)
+    one = measure_latency(net, size, 1, repeats, device=device, threads=threads, breakdown=True,
+                          timer=latency_backend)
+    many = measure_latency(net, size, batch_size, repeats, device=device, threads=threads, timer=latency_backend)
     report = {"model": model, "input_size": list(size), **counts.to_dict(),
               "latency": [one.to_dict(), many.to_dict()]}
     if as_json:

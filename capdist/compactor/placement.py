@@ -26,6 +26,12 @@ from .model import ChannelGroup, CompactorModel
 KINDS = {"dense": Compactor, "diagonal": DiagonalCompactor, "linear": LinearCompactor}
 
 
+def built_kind(spec: GroupSpec, kind: str, config: CompactorConfig) -> str:
+    """The compactor kind :func:`attach` installs where the graph asks for ``kind`` (a residual stream
+    gets a per-channel scale under ``config.diagonal_residual``)."""
+    return "diagonal" if kind == "dense" and spec.residual and config.diagonal_residual else kind
+
+
 def plan_groups(model: nn.Module, example_inputs, config: CompactorConfig,
                 traced: TracedModel | None = None
                 ) -> tuple[list[GroupSpec], list[tuple[GroupSpec, str]]]:
@@ -176,8 +182,7 @@ def attach(model: nn.Module, example_inputs, config: CompactorConfig | None = No
             group = ChannelGroup(spec=spec, index=i)
             for producer, anchor, kind in zip(spec.producers, spec.anchors, spec.kinds, strict=True):
                 weight = modules[producer].weight
-                if kind == "dense" and spec.residual and config.diagonal_residual:
-                    kind = "diagonal"
+                kind = built_kind(spec, kind, config)
                 comp = KINDS[kind](spec.channels).to(device=weight.device, dtype=weight.dtype)
                 install(modules[anchor], comp)
                 group.compactors.append(comp)

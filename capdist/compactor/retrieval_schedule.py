@@ -139,12 +139,18 @@ class RetrievalSchedule:
         return self.observe(features.student, features.teacher)
 
     def complete(self) -> None:
-        """Training is over: top the masks up to the target by norm."""
+        """Training is over: top the masks up to the target by norm; warn when the top-up, not
+        retrieval guidance, made most of the reduction."""
         self.top_up()
+        share = self.attribution()["share_of_target"]
+        if share["norm"] > share["retrieval"]:
+            log.warning("retrieval guidance made %.0f%% of the target's reduction and the norm top-up %.0f%%: these "
+                        "masks are mostly ResRep's norm ranking (the report's 'rggr' field has the details)",
+                        100 * share["retrieval"], 100 * share["norm"])
 
     def report(self) -> dict:
-        """:meth:`attribution`."""
-        return self.attribution()
+        """``{"rggr": attribution()}``."""
+        return {"rggr": self.attribution()}
 
     def attribution(self) -> dict:
         """What retrieval guidance and the norm top-up each masked: units per group and in total,

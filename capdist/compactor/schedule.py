@@ -132,9 +132,13 @@ class NormSchedule:
         return np.array([self.cm.allowed_units(g, c, int(m))
                          for g, c, m in zip(self.cm.groups, counts, minimum, strict=True)])
 
+    def unit_scores(self) -> list[np.ndarray]:
+        """How much each unit of each group is worth keeping (ResRep: the joint norm of its rows)."""
+        return [g.unit_norms().numpy() for g in self.cm.groups]
+
     @torch.no_grad()
     def update(self, limit: int | None = None) -> None:
-        """Recompute every mask from the current compactor norms.
+        """Recompute every mask from the current :meth:`unit_scores` (compactor norms).
 
         Args:
             limit: most units to mask (default: last count + granularity).
@@ -144,7 +148,7 @@ class NormSchedule:
         periods = np.array([g.spec.period for g in groups])
         sizes = np.array([g.spec.unit_size for g in groups], dtype=np.float64)
         minimum = np.array([cm.min_units(g) for g in groups])
-        norms = [g.unit_norms().numpy() for g in groups]
+        norms = self.unit_scores()
         owner = np.concatenate([np.full(len(n), i) for i, n in enumerate(norms)])
         flat = np.concatenate(ranking_scores(norms, self.budget.unit_savings()))
         order = np.argsort(flat, kind="stable")

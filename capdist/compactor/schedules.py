@@ -20,6 +20,7 @@ import torch
 
 from ..settings import setting
 from .budget import Budget
+from .contribution_schedule import ContributionSchedule
 from .model import CompactorModel
 from .retrieval_schedule import NEIGHBOUR_SEARCHES, RetrievalSchedule
 from .schedule import NormSchedule
@@ -49,7 +50,7 @@ class MaskSchedule(Protocol):
         """Training is over: bring the masks to the target."""
 
     def report(self) -> dict | None:
-        """What the schedule did, for the run's report (None: nothing beyond the masks)."""
+        """What the schedule did: fields added to the run's report (None: nothing beyond the masks)."""
 
     def state_dict(self) -> dict:
         """Checkpointed state."""
@@ -68,7 +69,8 @@ class ScheduleConfig:
     """How the masks are chosen and paced."""
 
     kind: str = setting("retrieval", "Mask schedule: retrieval-guided (CDD's RGGR, capped at the target, "
-                        "norm top-up when it falls short) or norm-ranked (ResRep).", flag="--schedule",
+                        "norm top-up when it falls short), norm-ranked (ResRep), or ResRep's ranking by each "
+                        "unit's retrieval contribution averaged over training (contribution).", flag="--schedule",
                         choices=schedule_names)
     warmup: float = setting(1.0, "Epochs before the masks start.", flag="--mask-warmup", low=0)
     until: float = setting(0.6, "Fraction of training by which the masks reach the target.", flag="--mask-until",
@@ -117,9 +119,16 @@ def _retrieval(cm: CompactorModel, target: float, config: ScheduleConfig, timing
 
 Builder = Callable[[CompactorModel, float, ScheduleConfig, ScheduleTiming, "Budget | None"], MaskSchedule]
 
+def _contribution(cm: CompactorModel, target: float, config: ScheduleConfig, timing: ScheduleTiming,
+                  budget: Budget | None) -> MaskSchedule:
+    return ContributionSchedule(cm, target, warmup=timing.warmup, interval=timing.interval, until=timing.deadline,
+                                budget=budget, k=config.k or 5, bank_size=config.bank_size)
+
+
 SCHEDULES: dict[str, Builder] = {
     "retrieval": _retrieval,
     "norm": _norm,
+    "contribution": _contribution,
 }
 
 

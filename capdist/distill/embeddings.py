@@ -26,13 +26,30 @@ def embedding_cosine_loss(e_s: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
     return (1 - F.cosine_similarity(e_s, e_t.detach(), dim=1)).mean()
 
 
-def cross_contrastive_loss(e_s: torch.Tensor, e_t: torch.Tensor, temperature: float = 0.05) -> torch.Tensor:
-    """Asymmetric contrastive term: each student embedding, as a query against the teacher's
-    embeddings of the batch as the gallery, must retrieve its own image's (cross-entropy over cosine
-    similarities / ``temperature``, the matching teacher embedding as the target)."""
+def cross_contrastive_loss(e_s: torch.Tensor, e_t: torch.Tensor, temperature: float = 0.05,
+                           labels: torch.Tensor | None = None, positives: str = "self") -> torch.Tensor:
+    """InfoNCE against the teacher's batch embeddings, inspired by asymmetric metric learning
+    (Budnik & Avrithis, CVPR 2021, who mine label-defined positives and negatives): each student
+    embedding, as a query against the teacher's embeddings of the batch, must retrieve its own
+    image's (softmax over cosine similarities / ``temperature``).
+
+    Args:
+        e_s, e_t: (B, D) student and teacher embeddings (the teacher side gets no gradient).
+        temperature: softmax temperature.
+        labels: (B,) identities; with them, other images of the query's identity are not negatives.
+        positives: ``"self"`` (the image's own teacher embedding) or ``"label"`` (every teacher
+            embedding of its identity, multi-positive InfoNCE; needs ``labels``).
+    """
     s = F.normalize(e_s, dim=1)
     t = F.normalize(e_t.detach(), dim=1)
-    return F.cross_entropy(s @ t.T / temperature, torch.arange(len(s), device=s.device))
+    logits = s @ t.T / temperature
+    own = torch.eye(len(s), dtype=torch.bool, device=s.device)
+    if labels is None:
+        return F.cross_entropy(logits, torch.arange(len(s), device=s.device))
+    same = labels[:, None] == labels[None, :]
+    positive = same if positives == "label" else own
+    logits = logits.masked_fill(same & ~positive, float("-inf"))
+    return (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~positive, float("-inf")), 1)).mean()
 
 
 def _ranked(e_s: torch.Tensor, e_t: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

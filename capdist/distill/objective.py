@@ -48,6 +48,15 @@ def _info(name: str) -> LossInfo:
     return REGISTRY[name]
 
 
+def _check_layers(term: DistillTerm) -> None:
+    """A feature loss names the layers it compares."""
+    info = _info(term.name)
+    if info.needs == "feature" and len(term.layers) != 1:
+        raise UnknownLoss(f"'{term.name}' needs one layer name: {term.name}:{info.weight:g}@LAYER")
+    if info.needs == "features" and not term.layers:
+        raise UnknownLoss(f"'{term.name}' needs layer names: {term.name}:{info.weight:g}@LAYER1+LAYER2")
+
+
 def parse_spec(spec: str) -> list[DistillTerm]:
     """Parse ``name[:weight][@layer[+layer...]]`` items separated by commas."""
     terms = []
@@ -60,6 +69,7 @@ def parse_spec(spec: str) -> list[DistillTerm]:
         except ValueError:
             raise UnknownLoss(f"weight '{weight}' of '{item}' is not a number") from None
         terms.append(DistillTerm(name, w, tuple(filter(None, layers.split("+")))))
+        _check_layers(terms[-1])
     return terms
 
 
@@ -84,11 +94,7 @@ class DistillObjective(nn.Module):
         super().__init__()
         self.terms = list(terms)
         for t in self.terms:
-            info = _info(t.name)
-            if info.needs == "feature" and len(t.layers) != 1:
-                raise UnknownLoss(f"'{t.name}' needs one layer name: {t.name}:{info.weight:g}@LAYER")
-            if info.needs == "features" and not t.layers:
-                raise UnknownLoss(f"'{t.name}' needs layer names: {t.name}:{info.weight:g}@LAYER1+LAYER2")
+            _check_layers(t)
         names = [n for t in self.terms for n in t.layers]
         self.capture_s = FeatureCapture(student, names)
         self.capture_t = FeatureCapture(teacher, names)

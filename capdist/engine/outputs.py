@@ -29,7 +29,7 @@ LATENCY_BATCHES = (1, 32)
 
 def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device: str, repeats: int = 10,
                latency_input_size: tuple[int, ...] | None = None, rounds: int = 5,
-               batches: tuple[int, ...] = LATENCY_BATCHES) -> list[dict]:
+               batches: tuple[int, ...] = LATENCY_BATCHES, timer: str = "eager") -> list[dict]:
     """Cost, symmetric retrieval, asymmetric retrieval against the first entry's gallery (the
     teacher), and latency of every model timed side by side with the teacher in interleaved rounds.
 
@@ -41,6 +41,7 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
         latency_input_size: C, H, W to time at (default: the training size).
         rounds: interleaved timing rounds.
         batches: batch sizes to time.
+        timer: the timing back-end, a name in :data:`capdist.measure.TIMERS`.
     """
     teacher = entries[0][1].to(device)
     shape = tuple(data.image_shape)
@@ -57,7 +58,7 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
     log.info("timing %d models side by side at %s on %s", len(entries), "x".join(map(str, size)), device)
     timing = time_side_by_side({name: EmbeddingOnly(model) for name, model in entries}, size, batches,
                                rounds=rounds, repeats=max(1, repeats // rounds), device=device,
-                               reference=entries[0][0])
+                               reference=entries[0][0], timer=timer)
     for row in rows:
         t = timing[row["name"]]
         row.update({"latency_device": t["device"], "latency_threads": t["threads"],

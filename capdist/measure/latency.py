@@ -100,7 +100,7 @@ def measure_latency(model: nn.Module, input_size: tuple[int, ...], batch_size: i
         timing = timer.prepare(model, x)
         if warmup:
             timing.mean_ms(warmup)
-        times = [timing.mean_ms(1) for _ in range(repeats)]
+        times = timing.samples_ms(repeats)
         layers = layer_breakdown(model, x, timer=timer) if breakdown else {}
     finally:
         model.train(was)

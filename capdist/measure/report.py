@@ -155,7 +155,7 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
     atomic_write_json(out / "report.json", {"models": rows, **extra})
     lines = [f"# {title}", "", markdown_table(rows, asymmetric_first=extra.get("gallery") == "teacher"), ""]
     for key, value in extra.items():
-        if key == "rggr" and "share_of_target" in value:
+        if key == "rggr":
             removed, share, units = value["flops_removed"], value["share_of_target"], value["units"]
             cost = "latency" if value.get("cost") == "latency" else "FLOPs"
             lines.append(f"- rggr ({value['neighbours']}-ranked neighbours, k={value['k']}): retrieval guidance "

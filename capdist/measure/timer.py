@@ -46,6 +46,10 @@ class Timing(Protocol):
         """Milliseconds per pass in the fastest of the blocks run for ``min_run_time`` seconds in all."""
         ...
 
+    def samples_ms(self, count: int) -> list[float]:
+        """Milliseconds of each of ``count`` single passes run back to back (after a warm-up)."""
+        ...
+
 
 class Timer(Protocol):
     """A timing back-end: a runtime with its settings.
@@ -84,6 +88,16 @@ class _EagerTiming:
     def fastest_ms(self, min_run_time: float) -> float:
         self._timer.timeit(1)
         return min(self._timer.blocked_autorange(min_run_time=min_run_time).times) * 1e3
+
+    def samples_ms(self, count: int) -> list[float]:
+        # one ``timeit`` per sample would add its own two warm-up passes to every sample
+        single = getattr(self._timer, "_timeit", None)
+        if single is None:
+            return [self._timer.timeit(1).mean * 1e3 for _ in range(count)]
+        from torch.utils.benchmark.utils import common
+
+        with common.set_torch_threads(self._timer._task_spec.num_threads):
+            return [single(number=1) * 1e3 for _ in range(count)]
 
 
 class EagerTimer:

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..compactor import CompactorConfig, CompactorModel, ScheduleTiming, attach, build_schedule
+from ..compactor import CompactorModel, ScheduleTiming, attach, build_schedule
 from ..data import IdentityBatchSampler, RetrievalData
 from ..distill import Teacher
 from ..engine import DistContext, Trainer, init_distributed
@@ -31,11 +32,13 @@ from ..io.out_dir import check_out_dir, prepare_out_dir, removed_on_failure
 from ..models.view import inner
 from .cdd_objective import CDDObjective
 from .cdd_report import write_report
-from .common import ModelSource, RunOptions, resolve_data
+from .common import ModelSource, RunOptions, preflight, resolve_data
 from .latency_target import LatencyCalibration, latency_budget_for
 from .settings import CompressConfig
 
 __all__ = ["CompressConfig", "compress"]
+
+log = logging.getLogger("capdist")
 
 
 def schedule_timing(config: CompressConfig, steps_per_epoch: int) -> ScheduleTiming:
@@ -52,9 +55,7 @@ def schedule_timing(config: CompressConfig, steps_per_epoch: int) -> ScheduleTim
     interval = config.schedule.interval or max(1, steps_per_epoch // 10)
     wanted = int(config.schedule.until * total)
     if warmup > wanted:
-        import logging
-
-        logging.getLogger("capdist").warning(
+        log.warning(
             "the masks start after %d steps of warm-up but were to reach the target by step %d; they reach it at "
             "the first update after the warm-up instead", warmup, wanted)
     return ScheduleTiming(warmup, interval, max(wanted, warmup))
@@ -71,10 +72,8 @@ def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig, 
 
 
 def _attach(student: nn.Module, example: torch.Tensor, config: CompressConfig) -> CompactorModel:
-    c = config.compactors
-    return attach(inner(student).train(), example, CompactorConfig(
-        scope=c.scope, penalty=c.penalty, round_to=config.target.round_to or 1, min_ratio=config.target.min_ratio,
-        diagonal_residual=c.residual_compactor == "diagonal"))
+    placement = config.compactors.placement(config.target.round_to or 1, config.target.min_ratio)
+    return attach(inner(student).train(), example, placement)
 
 
 def _trainer(student: nn.Module, cm: CompactorModel, objective: CDDObjective, data: RetrievalData,
@@ -99,18 +98,20 @@ def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, 
     ctx = init_distributed(run.device)
     out = check_out_dir(out, overwrite=run.overwrite, resume=run.resume)
     data = resolve_data(data, run.train_subset, run.test_subset, config.train.seed)
-    teacher_model = ModelSource.of(teacher).open(data.num_classes).to(ctx.device)
-    heavy = ModelSource.of(student).open(data.num_classes) if student else copy.deepcopy(teacher_model)
+    teacher, student = ModelSource.of(teacher), student and ModelSource.of(student)
+    teacher_model = teacher.open(data.num_classes).to(ctx.device)
+    heavy = student.open(data.num_classes) if student else copy.deepcopy(teacher_model)
     student_model = heavy.to(ctx.device)
     t = config.train
     steps_per_epoch = len(IdentityBatchSampler(data.train.pids, t.batch_size, t.seed, t.instances))
     timing = schedule_timing(config, steps_per_epoch)
+    example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
+    preflight([teacher_model, student_model], example)
     with removed_on_failure(out):
         if ctx.is_main:
             prepare_out_dir(out, overwrite=run.overwrite, resume=run.resume,
                             recipe=("compress", run.recipe) if run.recipe else None)
         ctx.barrier()
-        example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
         cm = _attach(student_model, example, config)
         student_model.train()
         frozen = Teacher(teacher_model)
@@ -119,11 +120,12 @@ def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, 
         budget = None if config.target.latency is None else latency_budget_for(
             cm, EmbeddingOnly(teacher_model), example, tuple(config.report.latency_input_size or data.image_shape),
             config.target.latency_batch, config.target.latency_table_time, config.target.round_to is None, out, ctx,
-            run.resume)
+            run.resume, config.report.latency_backend)
         target = config.target.flops if budget is None else config.target.latency
         schedule = build_schedule(cm, target, config.schedule, timing, budget)
         if schedule.needs_features:
             objective.capture_groups(student_model, frozen, cm)
+        log.info("teacher: %s", teacher.note)
         calibration = LatencyCalibration(budget, target) if budget is not None else None
 
         def after_step(step: int) -> None:

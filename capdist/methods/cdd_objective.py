@@ -103,7 +103,8 @@ class CDDObjective(nn.Module):
         self.kept_head = TeacherHead(student) if config.gallery == "teacher" else None
         self.task = task_loss_for(student, teacher.model, example, num_classes, kd=config.kd,
                                   kd_temperature=config.kd_temperature, seed=seed, gallery=config.gallery,
-                                  contrastive_weight=config.cross_nce)
+                                  contrastive_weight=config.cross_nce,
+                                  contrastive_positives=config.cross_nce_positives)
 
     def capture_groups(self, student: nn.Module, teacher: Teacher, cm: CompactorModel) -> None:
         """Also capture every compacted group's pooled feature, student and teacher (what a

@@ -24,6 +24,7 @@ from ..settings import flatten
 from .cdd_objective import CDDObjective
 from .finetune import finetune
 from .settings import CompressConfig
+from .task_loss import nce_suffix
 
 # settings the method label names when they differ from the defaults, and how
 LABELLED = (("min_ratio", "min-ratio {:g}"), ("residual_compactor", "{} residual compactors"),
@@ -33,8 +34,8 @@ LABELLED = (("min_ratio", "min-ratio {:g}"), ("residual_compactor", "{} residual
 def method_label(config: CompressConfig, round_to: int) -> str:
     """The report's method name: the schedule, then every setting that differs from the defaults
     and changes what the method is."""
-    label = f"cdd-{config.schedule.kind}" + ("" if config.compactors.scope == "all" else
-                                             f" ({config.compactors.scope})")
+    label = f"cdd-{config.schedule.kind}" + nce_suffix(config.distill)
+    label += "" if config.compactors.scope == "all" else f" ({config.compactors.scope})"
     ours, defaults = flatten(config), flatten(CompressConfig())
     label += "".join(f" ({fmt.format(ours[key])})" for key, fmt in LABELLED[:1] if ours[key] != defaults[key])
     label += f" (round-to {round_to})" if round_to != 1 else ""
@@ -61,7 +62,7 @@ def _finetuned(pruned: nn.Module, teacher: nn.Module, data: RetrievalData, confi
     d = config.distill
     return finetune(pruned, teacher, data, config.train, config.finetune_epochs, out / "finetune",
                     kd_temperature=d.kd_temperature, extras=d.extra, kd=d.kd, device=device, gallery=d.gallery,
-                    cross_nce=d.cross_nce)
+                    cross_nce=d.cross_nce, cross_nce_positives=d.cross_nce_positives)
 
 
 def write_report(cm: CompactorModel, student: nn.Module, teacher: nn.Module, data: RetrievalData,
@@ -84,7 +85,7 @@ def write_report(cm: CompactorModel, student: nn.Module, teacher: nn.Module, dat
             objective.kept_head.release(model)
     batches = tuple(sorted({1, 32, config.target.latency_batch}))
     rows = model_rows(entries, data, device, config.report.latency_repeats, config.report.latency_input_size,
-                      batches=batches)
+                      batches=batches, timer=config.report.latency_backend)
     extra = {"method": method_label(config, cm.config.round_to),
              "target_flops": config.target.flops if budget is None else None,
              "target_latency": config.target.latency, "round_to": cm.config.round_to,
@@ -98,11 +99,9 @@ def write_report(cm: CompactorModel, student: nn.Module, teacher: nn.Module, dat
              "loss_terms": loss_weights, "gallery": config.distill.gallery}
     if budget is not None:
         extra["latency_budget"] = _latency_row(config, budget, rows, device, data.image_shape)
-    if schedule_report is not None:
-        extra["rggr"] = schedule_report
-        if "history" in schedule_report:
-            plot_mask_history(schedule_report, config.target.latency or config.target.flops,
-                              out / "mask_schedule.png")
+    extra.update(schedule_report or {})
+    if "history" in extra.get("rggr", {}):
+        plot_mask_history(extra["rggr"], config.target.latency or config.target.flops, out / "mask_schedule.png")
     settings = {"compress": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}
     goal = (f"target {config.target.flops:.0%} FLOPs" if budget is None else
             f"target {config.target.latency:.0%} of the teacher's latency")

@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..data import RetrievalData, open_dataset
@@ -32,6 +33,7 @@ class ModelSource:
         args: constructor arguments of a factory.
         embedding_output: which entry of a dict / tuple output is the embedding.
         allow_partial: load the tensors that fit and list the rest.
+        note: what :meth:`open` built and how, in one line.
     """
 
     spec: str | nn.Module
@@ -39,6 +41,7 @@ class ModelSource:
     args: dict = field(default_factory=dict)
     embedding_output: str | int | None = None
     allow_partial: bool = False
+    note: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def of(cls, source: ModelSource | str | nn.Module) -> ModelSource:
@@ -46,8 +49,10 @@ class ModelSource:
         return source if isinstance(source, ModelSource) else cls(source)
 
     def open(self, num_classes: int) -> nn.Module:
-        """The model in eval mode; says in one log line what was built and how."""
+        """The model in eval mode; :attr:`note` says what was built and how (the methods log it once the
+        run's settings have been checked, so a bad setting is the only line printed)."""
         if isinstance(self.spec, nn.Module):
+            self.note = f"{type(self.spec).__name__} in hand"
             return self.spec.eval()
         spec = self.spec
         if self.weights and not Path(spec).is_dir() and (Path(self.weights).parent / "config.json").is_file() \
@@ -58,7 +63,7 @@ class ModelSource:
             if isinstance(config.get("model"), dict) and config["model"].get("backbone") == spec:
                 spec = str(Path(self.weights).parent)
         opened = open_model(spec, self.weights, self.args, num_classes, self.embedding_output, self.allow_partial)
-        log.info("teacher: %s", opened.note)
+        self.note = opened.note
         return opened.model.eval()
 
 
@@ -81,6 +86,16 @@ class RunOptions:
     train_subset: int | None = None
     test_subset: int | None = None
     recipe: dict | None = None
+
+
+def preflight(models: list[nn.Module], example: torch.Tensor) -> None:
+    """One eval-mode forward of each model on a real batch, before anything is written: a model whose
+    output holds no embedding where capdist looks fails here, with its one-line reason."""
+    with torch.no_grad():
+        for model in models:
+            was = model.training
+            model.eval()(example)
+            model.train(was)
 
 
 def load_teacher(teacher: ModelSource | str | nn.Module, num_classes: int) -> nn.Module:

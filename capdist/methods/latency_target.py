@@ -20,6 +20,7 @@ from ..engine.distributed import DistContext
 from ..errors import CheckpointError
 from ..io.atomic import atomic_write_json
 from ..measure.latency_budget import LatencyBudget, build_latency_budget
+from ..measure.timer import get_timer
 
 log = logging.getLogger("capdist")
 
@@ -64,7 +65,7 @@ class LatencyCalibration:
 
 def latency_budget_for(cm: CompactorModel, reference: nn.Module, example: torch.Tensor, size: tuple[int, ...],
                        batch: int, table_time: float, choose_round_to: bool, out: Path, ctx: DistContext,
-                       resume: bool) -> LatencyBudget:
+                       resume: bool, timer: str = "eager") -> LatencyBudget:
     """Build the latency budget on rank 0 (or read the run's own on resume) and share it through
     ``latency_budget.json`` in the run directory, so every rank predicts the same.
 
@@ -79,6 +80,7 @@ def latency_budget_for(cm: CompactorModel, reference: nn.Module, example: torch.
         out: the run directory.
         ctx: ranks and device.
         resume: read the run's own budget when it has one.
+        timer: the timing back-end, a name in :data:`capdist.measure.TIMERS`.
 
     Raises:
         CheckpointError: a resumed run names another batch, size or device than its table.
@@ -87,7 +89,7 @@ def latency_budget_for(cm: CompactorModel, reference: nn.Module, example: torch.
     if not (resume and path.is_file()) and ctx.is_main:
         log.info("measuring the latency table at %s, batch %d, on %s", "x".join(map(str, size)), batch, ctx.device)
         budget = build_latency_budget(cm, reference, example, size, batch, str(ctx.device), min_run_time=table_time,
-                                      choose_round_to=choose_round_to)
+                                      choose_round_to=choose_round_to, timer=timer)
         atomic_write_json(path, budget.to_dict())
     ctx.barrier()
     saved = json.loads(path.read_text())
@@ -98,5 +100,6 @@ def latency_budget_for(cm: CompactorModel, reference: nn.Module, example: torch.
                               "--latency-batch, --latency-input-size and --device, or start a new run")
     cm.config.round_to = saved.get("calibration", {}).get("round_to", {}).get("chosen", cm.config.round_to)
     budget = LatencyBudget.from_dict(cm, saved)
+    budget.timer = get_timer(timer)
     budget.device = str(ctx.device)
     return budget

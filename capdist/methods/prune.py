@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,6 +31,9 @@ from ..settings import Settings, setting
 from .common import ModelSource, RunOptions, resolve_data
 from .finetune import finetune
 from .settings import DistillConfig, ReportConfig, TargetConfig
+from .task_loss import nce_suffix
+
+log = logging.getLogger("capdist")
 
 # settings of the shared sections that pruning does not use (left out of ``capdist prune``)
 UNUSED = ("min_ratio", "feature_loss", "feature_weight", "epochs", "warmup_epochs")
@@ -96,7 +100,7 @@ def _pruned(teacher: nn.Module, data: RetrievalData, config: PruneConfig, table:
 def _label(config: PruneConfig, latency: bool) -> str:
     method = config.method if config.method != "none" else ("unpruned + KD" if config.distill.kd else
                                                              "unpruned, no KD")
-    method += " (teacher gallery)" if config.distill.gallery == "teacher" else ""
+    method += nce_suffix(config.distill) + (" (teacher gallery)" if config.distill.gallery == "teacher" else "")
     return method + (f" (latency target {config.target.latency:g})" if latency else "")
 
 
@@ -131,14 +135,17 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
     start, out, device = time.time(), Path(out), run.device
     data = resolve_data(data, run.train_subset, run.test_subset, config.train.seed)
     check_out_dir(out, overwrite=run.overwrite)
-    teacher = ModelSource.of(teacher).open(data.num_classes)
+    source = ModelSource.of(teacher)
+    teacher = source.open(data.num_classes)
     table = None
     if config.target.latency is not None:
         size = tuple(config.report.latency_input_size or data.image_shape)
         table = build_latency_table(deployed(inner(teacher))[0], size, config.target.latency_batch, device,
-                                    min_run_time=config.target.latency_table_time)
+                                    min_run_time=config.target.latency_table_time,
+                                    timer=config.report.latency_backend)
         inner(teacher).to("cpu")
     pruned, plan, ratio, costed = _pruned(teacher, data, config, table)
+    log.info("teacher: %s", source.note)
     prepare_out_dir(out, overwrite=run.overwrite, recipe=("prune", run.recipe) if run.recipe else None)
     entries = [("teacher", teacher)] + ([(f"{config.method} (pruned)", pruned.eval())] if config.method != "none"
                                         else [])
@@ -147,10 +154,10 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
         d = config.distill
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs, out / "finetune",
                                 kd_temperature=d.kd_temperature, extras=d.extra, kd=d.kd, device=device,
-                                gallery=d.gallery, cross_nce=d.cross_nce)
+                                gallery=d.gallery, cross_nce=d.cross_nce, cross_nce_positives=d.cross_nce_positives)
         entries.append((f"{config.method} + {config.finetune_epochs} fine-tune epochs", final))
     rows = model_rows(entries, data, device, config.report.latency_repeats, config.report.latency_input_size,
-                      batches=tuple(sorted({1, 32, config.target.latency_batch})))
+                      batches=tuple(sorted({1, 32, config.target.latency_batch})), timer=config.report.latency_backend)
     predicted = costed[0](costed[1]) if table is not None else None
     extra = _report_extra(config, plan, ratio, time.time() - start, tuned, table, predicted, rows, device)
     settings = {"prune": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}

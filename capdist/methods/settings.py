@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..compactor import ScheduleConfig
+from ..compactor import CompactorConfig, ScheduleConfig
 from ..engine import TrainConfig
 from ..settings import Settings, setting
 
@@ -52,6 +52,11 @@ class CompactorSettings:
     momentum: float = setting(0.9, "SGD momentum of the compactors (ResRep: 0.99 over long schedules).",
                               flag="--compactor-momentum", low=0, high=1)
 
+    def placement(self, round_to: int = 1, min_ratio: float = 0.2) -> CompactorConfig:
+        """What :func:`capdist.compactor.attach` builds for these settings (``compress`` and ``inspect``)."""
+        return CompactorConfig(scope=self.scope, penalty=self.penalty, round_to=round_to, min_ratio=min_ratio,
+                               diagonal_residual=self.residual_compactor == "diagonal")
+
 
 @dataclass(slots=True)
 class DistillConfig:
@@ -62,9 +67,13 @@ class DistillConfig:
     feature_loss: str = setting("block", "CDD's per-block loss before the compactors (authors' code) or pooled "
                                 "stage outputs (MSE).", choices=("block", "stage"))
     feature_weight: float = setting(0.5, "Weight of that feature loss (CDD: 0.5).", low=0)
-    cross_nce: float | None = setting(None, "Weight of the cross-model contrastive term: each compressed embedding "
-                                      "must retrieve its own image's teacher embedding among the batch's (default: "
-                                      "4 with --gallery teacher, off otherwise; 0: off).", low=0)
+    cross_nce: float | None = setting(None, "Weight of cross_nce, InfoNCE against the teacher's batch embeddings "
+                                      "(inspired by asymmetric metric learning; the CDD paper has no such term): "
+                                      "each compressed embedding must retrieve its own image's teacher embedding "
+                                      "(default: 4 with --gallery teacher, off otherwise; 0: off).", low=0)
+    cross_nce_positives: str = setting("self", "Positives of cross_nce: the image's own teacher embedding, or "
+                                       "every teacher embedding of its identity in the batch (other images of "
+                                       "the identity are never negatives).", choices=("self", "label"))
     extra: str = setting("", "Extra terms, e.g. 'rkd_distance:25,fitnet:2@backbone.layer3'.", flag="--distill",
                          metavar="SPEC")
     gallery: str = setting("own", "'teacher': the compressed model will encode queries against the teacher's "
@@ -72,14 +81,23 @@ class DistillConfig:
                            "the BNNeck as deployed) and the report shows asymmetric mAP first.", choices=GALLERIES)
 
 
+def timer_names() -> list[str]:
+    """The timing back-ends by name."""
+    from ..measure import TIMERS
+
+    return list(TIMERS)
+
+
 @dataclass(slots=True)
 class ReportConfig:
     """How the result is measured."""
 
+    latency_backend: str = setting("eager", "Runtime every latency figure is measured in (the report's side-by-side "
+                                   "timings, the latency table and budget).", choices=timer_names)
     latency_repeats: int = setting(10, "Timed passes behind each latency figure in the report.", low=1)
     latency_input_size: tuple[int, int, int] | None = setting(
         None, "Image size at which the report times every model side by side with the teacher (default: the "
-        "training size), e.g. 3,224,224.", metavar="C,H,W")
+        "training size): HxW (three channels) or CxHxW, e.g. 224x224.", metavar="HxW")
 
 
 def _compress_training() -> TrainConfig:

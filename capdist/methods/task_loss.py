@@ -46,18 +46,23 @@ class RetrievalTaskLoss(nn.Module):
             onto the teacher's embedding, the term that keeps a student compatible with the
             teacher's gallery (0: off).
         eval_neck: that frozen BNNeck (needed for the term).
-        contrastive_weight: weight of ``cross_nce`` (Budnik & Avrithis, CVPR 2021): each student
+        contrastive_weight: weight of ``cross_nce``, InfoNCE against the teacher's batch embeddings
+            (inspired by Budnik & Avrithis, CVPR 2021; the CDD paper has no such term): each student
             embedding, as a query among the teacher's embeddings of the batch, must retrieve its own
-            image's (0: off). Under DDP the batch is this rank's slice, so the gallery searched
-            holds batch / world-size images.
+            image's; other images of its identity are not negatives; with the frozen BNNeck
+            (``eval_neck``) the query is the embedding as deployed (0: off). Under DDP the batch is
+            this rank's slice, so the gallery searched holds batch / world-size images.
+        contrastive_positives: ``"self"`` or ``"label"`` (every teacher embedding of the identity).
     """
 
     def __init__(self, student_logits: bool, teacher_logits: bool, embed_dim: int = 0, num_classes: int = 0,
                  kd: bool = True, kd_temperature: float = 2.0, embedding_weight: float = 1.0,
                  temporary_classifier: bool = True, feature_weight: float = 0.0,
-                 eval_neck: nn.Module | None = None, contrastive_weight: float = 0.0) -> None:
+                 eval_neck: nn.Module | None = None, contrastive_weight: float = 0.0,
+                 contrastive_positives: str = "self") -> None:
         super().__init__()
         self.contrastive_weight = contrastive_weight
+        self.contrastive_positives = contrastive_positives
         self.feature_weight = feature_weight if student_logits and eval_neck is not None else 0.0
         self.eval_neck = [eval_neck] if eval_neck is not None else None
         self.student_logits = student_logits
@@ -91,19 +96,22 @@ class RetrievalTaskLoss(nn.Module):
             if self.feature_weight and t_out["embedding"].shape == s_out["embedding"].shape:
                 terms["deployed_emb_mse"] = self.feature_weight * embedding_mse_loss(
                     deployed_embedding(self.eval_neck, s_out["feature"]), t_out["embedding"])
-            return self._contrastive(terms, s_out["embedding"], t_out["embedding"])
+            query = s_out["embedding"] if self.eval_neck is None else deployed_embedding(self.eval_neck,
+                                                                                         s_out["feature"])
+            return self._contrastive(terms, query, t_out["embedding"], pids)
         emb = s_out["embedding"]
         terms = {"triplet": batch_hard_triplet(emb, pids)}
         if self.head is not None:
             terms["ce"] = smoothed_cross_entropy(self.head(emb), pids)
         if self.embedding_weight and t_out["embedding"].shape == emb.shape:
             terms["emb_mse"] = self.embedding_weight * embedding_mse_loss(emb, t_out["embedding"])
-        return self._contrastive(terms, emb, t_out["embedding"])
+        return self._contrastive(terms, emb, t_out["embedding"], pids)
 
-    def _contrastive(self, terms: dict[str, torch.Tensor], e_s: torch.Tensor, e_t: torch.Tensor
-                     ) -> dict[str, torch.Tensor]:
+    def _contrastive(self, terms: dict[str, torch.Tensor], e_s: torch.Tensor, e_t: torch.Tensor,
+                     pids: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.contrastive_weight and e_s.shape == e_t.shape:
-            terms["cross_nce"] = self.contrastive_weight * cross_contrastive_loss(e_s, e_t)
+            terms["cross_nce"] = self.contrastive_weight * cross_contrastive_loss(
+                e_s, e_t, labels=pids, positives=self.contrastive_positives)
         return terms
 
 
@@ -115,10 +123,25 @@ def deployed_embedding(neck: list[nn.Module] | nn.Module, feature: torch.Tensor)
                                           training=False, eps=neck.eps)
 
 
+def cross_nce_weight(gallery: str, requested: float | None) -> float:
+    """The weight of ``cross_nce`` in effect: the one requested, else :data:`CROSS_NCE_WEIGHT` for the
+    teacher's gallery and off for the model's own."""
+    if requested is not None:
+        return requested
+    return CROSS_NCE_WEIGHT if gallery == "teacher" else 0.0
+
+
+def nce_suffix(distill) -> str:
+    """``+cross_nce`` in a method's name when that term is on (it is not part of the CDD paper);
+    ``distill`` is a :class:`~capdist.methods.settings.DistillConfig`."""
+    return "+cross_nce" if cross_nce_weight(distill.gallery, distill.cross_nce) else ""
+
+
 def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor, num_classes: int,
                   kd: bool = True, kd_temperature: float = 2.0, seed: int = 0,
                   gallery: str = "own", feature_weight: float = GALLERY_FEATURE_WEIGHT,
-                  contrastive_weight: float | None = None) -> RetrievalTaskLoss:
+                  contrastive_weight: float | None = None, contrastive_positives: str = "self"
+                  ) -> RetrievalTaskLoss:
     """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded.
 
     ``gallery="teacher"`` adds the regression of the teacher's embedding by the student's feature
@@ -128,8 +151,7 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
     ``contrastive_weight`` is that term's weight (None: :data:`CROSS_NCE_WEIGHT` for the teacher's
     gallery, off otherwise).
     """
-    if contrastive_weight is None:
-        contrastive_weight = CROSS_NCE_WEIGHT if gallery == "teacher" else 0.0
+    contrastive_weight = cross_nce_weight(gallery, contrastive_weight)
     from ..models.view import has_logits, inner
 
     width = 0
@@ -144,6 +166,7 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
                                  kd_temperature=kd_temperature,
                                  feature_weight=feature_weight if gallery == "teacher" else 0.0,
                                  contrastive_weight=contrastive_weight,
+                                 contrastive_positives=contrastive_positives,
                                  eval_neck=getattr(inner(student), "neck", None) if gallery == "teacher" else None)
 
 

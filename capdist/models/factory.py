@@ -128,12 +128,12 @@ def parse_model_args(pairs) -> dict:
 
 
 def parse_input_size(text: str) -> tuple[int, ...]:
-    """Parse ``"3,224,224"`` into ``(3, 224, 224)``."""
+    """One image's size as ``(C, H, W)``: ``"224x224"`` (three channels), ``"3x224x224"`` or ``"3,224,224"``."""
     try:
-        size = tuple(int(v) for v in text.split(","))
+        size = tuple(int(v) for v in str(text).lower().replace(",", "x").split("x"))
     except ValueError:
-        raise UnsupportedModel(f"input size '{text}' must be comma-separated integers, "
-                               "e.g. 3,224,224") from None
+        raise UnsupportedModel(f"input size '{text}' must be HxW or CxHxW, e.g. 224x224") from None
+    size = (3, *size) if len(size) == 2 else size
     if len(size) != 3 or min(size) < 1:
-        raise UnsupportedModel(f"input size '{text}' must be C,H,W, e.g. 3,224,224")
+        raise UnsupportedModel(f"input size '{text}' must be HxW or CxHxW, e.g. 224x224")
     return size

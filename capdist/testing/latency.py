@@ -50,6 +50,10 @@ class _FunctionTiming:
         self.timer.calls.append(("fastest", self.module))
         return self.timer.fn(self.module, self.x)
 
+    def samples_ms(self, count: int) -> list[float]:
+        self.timer.calls.append(("samples", self.module))
+        return [self.timer.fn(self.module, self.x)] * count
+
 
 class FunctionTimer:
     """A :class:`~capdist.measure.timer.Timer` whose every figure is ``fn(module, x)`` milliseconds.

@@ -60,3 +60,22 @@ class GeMResNet(nn.Module):
 def gem_resnet(arch: str = "resnet50", dim: int = 128, last_stride: int = 2) -> GeMResNet:
     """Factory for ``package.module:factory`` specs (``--teacher-arg arch=resnet50``)."""
     return GeMResNet(arch, dim, last_stride)
+
+
+class TwoOutputs(nn.Module):
+    """A small model returning ``(logits, embedding)``, as many re-ID codebases do in training."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.classifier = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.body(x)
+        return self.classifier(embedding), embedding
+
+
+def two_outputs(num_classes: int = 10) -> TwoOutputs:
+    """A :class:`TwoOutputs` (a factory for ``package.module:factory`` specs)."""
+    return TwoOutputs(num_classes)

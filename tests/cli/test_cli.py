@@ -19,6 +19,32 @@ def test_inspect_reports_groups_kinds_and_pinned_output():
     assert kinds == {"dense", "diagonal"}
 
 
+def test_inspect_previews_exactly_the_compactors_compress_attaches():
+    import torch
+
+    from capdist.compactor import attach
+    from capdist.methods import CompressConfig
+    from capdist.models import build_model
+
+    out = CliRunner().invoke(cli, ["inspect", "resnet18", "--input-size", "32x32", "--num-classes", "10", "--json"])
+    assert out.exit_code == 0, out.output
+    previewed = {r["group"]: [c.split()[0] for c in r["compactors"]] for r in json.loads(out.output)["groups"]
+                 if r["status"] == "compacted"}
+    cm = attach(build_model("resnet18", num_classes=10), torch.randn(2, 3, 32, 32),
+                CompressConfig().compactors.placement())
+    built = {g.name: [type(c).__name__.replace("Compactor", "").lower() or "dense" for c in g.compactors]
+             for g in cm.groups}
+    assert previewed == built and any("diagonal" in kinds for kinds in built.values())
+
+
+def test_help_shows_the_common_sections_and_help_all_every_option():
+    short = CliRunner().invoke(cli, ["compress", "--help"]).output
+    full = CliRunner().invoke(cli, ["compress", "--help-all"]).output
+    assert "Target:" in short and "Training:" in short and "more options in Compactors" in short
+    assert "--rggr-k" not in short and "--rggr-k" in full and "Mask schedule:" in full
+    assert full.count("\n  --") > short.count("\n  --")
+
+
 def test_inspect_lists_unsupported_groups_with_reason():
     out = CliRunner().invoke(cli, ["inspect", "convnext_tiny", "--input-size", "3,32,32",
                                    "--scope", "all"])

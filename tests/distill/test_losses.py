@@ -94,6 +94,24 @@ def test_cross_contrastive_by_hand():
     assert t.grad is None, "the teacher's gallery is not trained"
 
 
+def test_cross_contrastive_with_labels_drops_same_identity_negatives_by_hand():
+    # three images, the first two of one identity: with labels, query 0 no longer sees teacher 1
+    s = torch.eye(3)
+    t = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    labels = torch.tensor([0, 0, 1])
+    tau = 1.0
+    plain = -math.log(math.e / (math.e + 2))  # every query: its own cos 1 against two cos 0
+    with_labels = [-math.log(math.e / (math.e + 1)), -math.log(math.e / (math.e + 1)), plain]
+    assert float(E.cross_contrastive_loss(s, t, tau)) == pytest.approx(plain, rel=1e-6)
+    assert float(E.cross_contrastive_loss(s, t, tau, labels)) == pytest.approx(sum(with_labels) / 3, rel=1e-6)
+    # label positives: query 0's positives are teachers 0 and 1 (e^1 + e^0) among all three
+    by_label = [-math.log((math.e + 1) / (math.e + 2)), -math.log((math.e + 1) / (math.e + 2)), plain]
+    assert float(E.cross_contrastive_loss(s, t, tau, labels, positives="label")) == pytest.approx(
+        sum(by_label) / 3, rel=1e-6)
+    # a student equal to its teacher, well separated, has almost no loss
+    assert float(E.cross_contrastive_loss(t, t, 0.01, labels)) < 1e-6
+
+
 @pytest.mark.parametrize("name", ["kd", "fitnet", "at", "rkd_distance", "rkd_angle", "pkt", "sp", "cc",
                                   "emb_mse", "emb_cosine", "raml", "d3still"])
 def test_zero_when_student_equals_teacher(name):

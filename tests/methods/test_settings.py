@@ -69,3 +69,18 @@ def test_flat_keys_are_unique_and_configure_names_the_closest():
         configure(CompressConfig(), target_flop=0.3)
     with pytest.raises(AttributeError):
         CompressConfig().target.flop = 0.3  # a typo in an attribute is an error, not a new field
+
+
+def test_the_paper_recipe_is_the_papers_objective():
+    from pathlib import Path
+
+    import yaml
+
+    recipe = yaml.safe_load((Path(__file__).parents[2] / "recipes" / "cdd-paper.yaml").read_text())
+    values = {k.replace("-", "_"): v for k, v in recipe.items() if k not in ("version", "command")}
+    cfg = configure(CompressConfig(), **values)
+    assert (cfg.compactors.scope, cfg.schedule.kind, cfg.schedule.neighbours, cfg.schedule.k) == \
+        ("internal", "retrieval", "teacher", 2)
+    assert (cfg.schedule.interval, cfg.schedule.bank_size, cfg.target.min_ratio) == (1, 24000, 0.0)
+    assert (cfg.distill.feature_loss, cfg.distill.feature_weight, cfg.distill.kd_temperature) == ("block", 0.5, 2.0)
+    assert cfg.distill.cross_nce == 0.0 and cfg.distill.extra == "" and cfg.compactors.penalty == 4e-3
