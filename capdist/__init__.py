@@ -1,4 +1,4 @@
-"""capdist: Capacity Dynamic Distillation for smaller, faster image-retrieval models (arXiv 2303.09230).
+"""capdist: Capacity Dynamic Distillation for smaller, faster image-retrieval models.
 
 ``capdist.load(DIR)`` rebuilds a trained or compressed model from its run directory (no pickle);
 ``capdist.compress(model, train_data, ...)`` and ``capdist.prune(...)`` compress a module in hand.

@@ -1,5 +1,5 @@
 """Python API for people who hold objects, not names: ``capdist.compress(model, train_data, ...)`` and
-``capdist.prune(...)`` (CDD, CVPR 2023; baselines through torch-pruning).
+``capdist.prune(...)`` (baseline pruners through torch-pruning).
 
 Both take the user's ``nn.Module`` and a ``Dataset`` (or ``DataLoader``) yielding
 ``(image, label, ...)`` and return a :class:`Compressed`: the result as the user's own class,

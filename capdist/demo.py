@@ -1,5 +1,5 @@
 """The demo: train a small retrieval teacher on Fashion-MNIST (cached), compress it to 35% of its
-FLOPs with CDD (CVPR 2023), and show the report.
+FLOPs with CDD, and show the report.
 
 Example:
     >>> run_demo(quick=True)  # doctest: +SKIP

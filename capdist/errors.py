@@ -1,4 +1,4 @@
-"""Errors that capdist reports to users as one line (CDD toolkit, arXiv 2303.09230).
+"""Errors that capdist reports to users as one line.
 
 Every exception here carries a message that says what is wrong and what to do;
 the CLI prints it as a single line and exits with status 2. Library users catch

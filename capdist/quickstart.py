@@ -1,4 +1,4 @@
-"""A complete compactor run on a small dataset: train, compact with schedule A, cut (ResRep, ICCV 2021).
+"""A complete compactor run on a small dataset: train, compact with schedule A, cut.
 
 Used by the tests (the whole compactor API on real images in under a minute on a CPU) and as a
 worked example of plugging compactors into a plain training loop.

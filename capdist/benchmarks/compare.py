@@ -1,5 +1,5 @@
 """Compare compression runs: one table (Markdown + CSV) and mAP-vs-FLOPs / mAP-vs-latency plots,
-one line per method, Pareto front marked (how CDD, CVPR 2023 and the pruning literature compare).
+one line per method, Pareto front marked.
 
 Example:
     >>> compare_runs(["runs/cdd35", "runs/taylor35"], "runs/report")  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Compactor-core benchmark: training-step overhead, surgery time, FLOPs agreement (ResRep, ICCV 2021).
+"""Compactor-core benchmark: training-step overhead, surgery time, FLOPs agreement.
 
 Ratios are measured side by side in one run, interleaving the two variants so
 machine noise hits both alike, with medians over repeats. Writes

@@ -1,5 +1,5 @@
 """Data-pipeline benchmark: loader throughput, P x K sampler cost, training step with the loader
-(CDD, CVPR 2023 trains on Market-1501: 12,936 training images of 751 identities at 256x128).
+on a Market-1501-sized folder (12,936 training images of 751 identities at 256x128).
 
 Every figure is a ratio measured side by side in one run, with medians over repeats. Writes
 ``docs/benchmarks/data.json`` and ``data.md``. Usage::

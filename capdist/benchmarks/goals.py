@@ -1,4 +1,4 @@
-"""The study's goals judged from its own tables (CDD, CVPR 2023 against baseline pruners), so that
+"""The study's goals judged from its own tables (CDD against baseline pruners), so that
 every "met" or "missed" is computed from the committed numbers, never typed by hand.
 
 Goals, per protocol and per CDD schedule:

@@ -1,4 +1,4 @@
-"""Latency at deployment resolution: does a FLOPs cut become a latency cut (HALP, NeurIPS 2022)?
+"""Latency at deployment resolution: does a FLOPs cut become a latency cut?
 
 For ResNet-50 and MobileNetV2 at 224x224 and ResNet-50 at 256x128 this measures, side by side in
 one process against the unpruned network, the latency fraction and latency / FLOPs of:

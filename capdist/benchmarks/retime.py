@@ -1,5 +1,5 @@
-"""Latency of many compressed models measured side by side in one process (CDD, CVPR 2023 reports
-latency next to FLOPs; here every figure comes from the same run, so the ratios are comparable).
+"""Latency of many compressed models measured side by side in one process, so
+the ratios are comparable.
 
 Each run records its latency while it finishes, under whatever else shared the CPU at
 that moment. :func:`retime_runs` loads every model (and the teacher) once, then times

@@ -1,5 +1,5 @@
 """Seed-averaged comparison: mean and standard deviation over seeds per protocol, target and method
-(CDD, CVPR 2023, reports single runs; here a difference counts only outside the seed-to-seed spread).
+(a difference counts only outside the seed-to-seed spread).
 
 Reads ``ROOT/<protocol>-<target>/<method>-seed<N>/report.json`` as ``scripts/seed_study.sh`` writes
 them, and writes ``seeds.md``, ``seeds.json`` and ``seeds.png`` (mAP with one-standard-deviation

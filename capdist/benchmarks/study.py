@@ -1,4 +1,4 @@
-"""The benchmark study: CDD (CVPR 2023) against baseline pruners at equal FLOPs and equal training
+"""The benchmark study: CDD against baseline pruners at equal FLOPs and equal training
 budget, on Fashion-MNIST's closed-set and open-set retrieval protocols.
 
 Every method gets the same total epochs after the teacher (CDD: epochs with compactors;

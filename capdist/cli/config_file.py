@@ -1,5 +1,5 @@
 """``--config FILE.yaml``: a recipe supplies a command's options, flags on the command line win,
-and the resolved options are stored beside the run (CDD, CVPR 2023 settings ship in ``recipes/``)."""
+and the resolved options are stored beside the run."""
 
 from __future__ import annotations
 

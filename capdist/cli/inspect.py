@@ -1,4 +1,4 @@
-"""``capdist inspect MODEL``: the pre-flight report before any training (ResRep, ICCV 2021)."""
+"""``capdist inspect MODEL``: the pre-flight report before any training."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..compactor import plan_groups
 from ..compactor.placement import built_kind
 from ..methods.settings import CompactorSettings
 from ..models import parse_input_size
-from ..models.view import inner
+from ..models.view import unwrapped
 from .from_config import SectionedCommand, config_from, config_options
 from .options import model_source_options, open_cli_model
 
@@ -21,7 +21,7 @@ def inspect_report(model_spec: str, input_size: str, compactors: CompactorSettin
                    allow_partial: bool = False) -> dict:
     """Which groups get compactors (and of which kind, exactly as ``compress`` builds them), which are
     pinned, which cannot and why."""
-    model = inner(open_cli_model(model_spec, weights, model_args or {}, embedding_output, allow_partial,
+    model = unwrapped(open_cli_model(model_spec, weights, model_args or {}, embedding_output, allow_partial,
                                  num_classes))
     x = torch.randn(1, *parse_input_size(input_size))
     placement = compactors.placement()

@@ -1,4 +1,4 @@
-"""The ``capdist`` command (CDD toolkit, arXiv 2303.09230).
+"""The ``capdist`` command.
 
 Every :class:`capdist.errors.CapdistError` is printed as one line on stderr with
 exit status 2; no traceback.

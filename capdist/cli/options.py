@@ -1,5 +1,5 @@
 """Options every command that reads a model shares: weights, constructor arguments, which output
-is the embedding, partial loading (CDD, CVPR 2023 starts from a user's trained model)."""
+is the embedding, partial loading."""
 
 from __future__ import annotations
 

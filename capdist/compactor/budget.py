@@ -1,4 +1,4 @@
-"""What a mask schedule spends: FLOPs (ResRep, ICCV 2021) or any other cost of the widths (HALP, NeurIPS 2022).
+"""What a mask schedule spends: FLOPs or any other cost of the widths (latency).
 
 A budget maps kept widths (channels per group, in group order) to the cost of the model
 after surgery as a fraction of a reference, and says how much one pruning unit of each

@@ -1,4 +1,4 @@
-"""Configuration of compactor placement (ResRep, ICCV 2021; CDD, CVPR 2023).
+"""Configuration of compactor placement.
 
 Example:
     >>> from capdist.compactor import CompactorConfig, Scope

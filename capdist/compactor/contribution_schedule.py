@@ -6,7 +6,7 @@ neighbour of a batch; at the batch sizes users run that vote is rarely unanimous
 top-up ends up choosing most masks. This schedule keeps RGGR's measure and drops the vote: each
 unit's contribution ``|s_c * g_c|`` (normalised student feature times normalised teacher
 neighbour, the k nearest in a FIFO bank of teacher features) is averaged over the batch and its
-neighbours and kept as an exponential moving average over steps; the masks are then chosen as in
+neighbours, every ``interval`` steps, and kept as an exponential moving average; the masks are then chosen as in
 ResRep's schedule (global ranking under the FLOPs or latency target, paced to the deadline,
 recomputed at every update), with that average in place of the compactor norm.
 
@@ -54,7 +54,8 @@ class ContributionSchedule(NormSchedule):
         warmup, interval, until, budget: as :class:`NormSchedule`.
         k: teacher neighbours per sample.
         bank_size: teacher features kept per group (FIFO).
-        momentum: weight of the past in the moving average of contributions.
+        momentum: weight of the past in the moving average of contributions (one average every
+            ``interval`` steps, the batch of that step against the bank).
     """
 
     needs_features = True
@@ -78,11 +79,13 @@ class ContributionSchedule(NormSchedule):
 
     @torch.no_grad()
     def step(self, features=None) -> bool:
-        """Fold the batch's contributions into the averages, then count the step as ResRep does."""
+        """Push the batch's teacher features into the banks; every ``interval`` steps fold the batch's
+        contributions into the averages; then count the step as ResRep does."""
+        scoring = (self.steps + 1) % self.interval == 0
         for g in self.cm.groups:
             student, teacher = features.student.get(g.name), features.teacher.get(g.name)
             bank = self.banks.get(g.name)
-            if student is not None and bank is not None and len(bank):
+            if scoring and student is not None and bank is not None and len(bank):
                 now = unit_contributions(student, bank, self.k, g.spec.period).cpu()
                 old = self.scores.get(g.name)
                 self.scores[g.name] = now if old is None else self.momentum * old + (1 - self.momentum) * now

@@ -1,4 +1,4 @@
-"""Analytic FLOPs and parameter model for a compacted network (ResRep, ICCV 2021).
+"""Analytic FLOPs and parameter model for a compacted network.
 
 The FLOPs of the pruned model are a product of two linear forms of the group
 keep-fractions per layer, so a candidate width vector costs one small matrix

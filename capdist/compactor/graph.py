@@ -1,4 +1,4 @@
-"""Channel groups of a CNN from torch-pruning's DependencyGraph (ResRep, ICCV 2021).
+"""Channel groups of a CNN from torch-pruning's DependencyGraph.
 
 A *group* is a set of channels that must be removed together: the output
 channels of one or more producer layers (several when a residual add couples

@@ -1,4 +1,4 @@
-"""One protocol for the mask schedules and a table of them by name (ResRep, ICCV 2021; CDD, CVPR 2023).
+"""One protocol for the mask schedules and a table of them by name.
 
 A training loop hands a schedule what it asks for after every optimizer step, tells it when
 training is over, and reads what it reports; it never needs to know which schedule it has. A new

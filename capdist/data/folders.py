@@ -1,5 +1,5 @@
 """Image-folder layouts: class-per-subfolder and the re-ID benchmarks (Market-1501, DukeMTMC-reID,
-VeRi-776, MSMT17), as used by CDD (CVPR 2023) and D3still (CVPR 2024).
+VeRi-776, MSMT17).
 
 Images are checked when the dataset opens (Pillow reads their headers) and decoded and resized
 when a loader asks for them; ``cache=True`` decodes them all up front and keeps them in memory.

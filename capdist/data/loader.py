@@ -1,5 +1,4 @@
-"""``torch.utils.data`` loaders for training and encoding (CDD, CVPR 2023 trains re-ID models
-on tens of thousands of images at 256x128).
+"""``torch.utils.data`` loaders for training and encoding.
 
 Training batches come from :class:`~capdist.data.sampling.IdentityBatchSampler` as
 ``(index, augmentation key)`` pairs; workers decode and augment images, pinned memory and

@@ -1,11 +1,11 @@
 """Retrieval datasets: a train split plus query and gallery sets with identities and cameras.
 
-Evaluation follows the retrieval literature (CDD, CVPR 2023; D3still, CVPR 2024):
-``protocol="class"`` removes the query itself from the gallery (leave-one-out on a
-test split); ``protocol="reid"`` removes gallery items with the query's identity
-*and* camera (Market-1501 style).
+Evaluation protocols: ``protocol="class"`` removes the query itself from the gallery
+(leave-one-out on a test split); ``protocol="reid"`` removes gallery items with the query's
+identity *and* camera (Market-1501 style).
 
 Example:
+    >>> from capdist.data import open_dataset
     >>> data = open_dataset("digits")
     >>> data.protocol, len(data.query) == len(data.gallery)
     ('class', True)

@@ -1,5 +1,5 @@
-"""Deterministic batches as a ``torch.utils.data`` batch sampler (CDD, CVPR 2023 trains with P x K
-identity batches).
+"""Deterministic batches (shuffled, or P x K: P identities of K images) as a ``torch.utils.data``
+batch sampler.
 
 The batch order of an epoch derives from ``(seed, epoch)`` alone and each item carries an
 augmentation key derived from ``(seed, step, position in the global batch)``, so a run resumed

@@ -1,5 +1,5 @@
 """Dataset specs as users type them: ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``digits``,
-``folder:PATH``, ``reid:PATH`` (CDD, CVPR 2023 evaluates on re-ID and product retrieval).
+``folder:PATH``, ``reid:PATH``.
 
 Example:
     >>> open_dataset("digits").num_classes

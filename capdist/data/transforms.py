@@ -1,5 +1,5 @@
-"""Per-image training augmentation on ``torchvision.transforms.v2`` (the BoT / CDD re-ID recipe,
-CVPR 2023: resize, pad + random crop, horizontal flip, random erasing).
+"""Per-image training augmentation on ``torchvision.transforms.v2`` (the BoT re-ID
+recipe: resize, pad + random crop, horizontal flip, random erasing).
 
 Each image's random choices come from its own key (see
 :func:`capdist.data.sampling.augmentation_key`), never from a global generator, so the

@@ -1,4 +1,4 @@
-"""Feature capture by module name with forward hooks (FitNets, ICLR 2015; CDD, CVPR 2023).
+"""Feature capture by module name with forward hooks.
 
 Works on plain, DDP-wrapped and compactor-attached models (it records what the
 module hands on, i.e. after its compactor). What it records is a *copy* (or a pooled
@@ -7,7 +7,7 @@ so a kept reference would be rewritten after the hook returned.
 
 Example:
     >>> import torch, torchvision
-    >>> m = torchvision.models.resnet18()
+    >>> m = torchvision.models.resnet18().eval()
     >>> cap = FeatureCapture(m, ["layer1", "layer4"])
     >>> _ = m(torch.randn(1, 3, 32, 32)); cap.features["layer4"].shape
     torch.Size([1, 512, 1, 1])

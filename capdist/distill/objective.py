@@ -1,5 +1,5 @@
 """Combined distillation objective from a spec such as ``kd:1,rkd_distance:25,fitnet:2@layer3``
-(mdistiller-style registry, torchao-style typed entries; CDD, CVPR 2023 combines KD terms).
+(mdistiller-style registry, torchao-style typed entries).
 
 Example:
     >>> parse_spec("kd:1,fitnet:2@backbone.layer3")[1]

@@ -1,5 +1,4 @@
-"""A frozen teacher: always in eval mode, run under no_grad, optionally cached per sample
-(Hinton et al., 2015; CDD, CVPR 2023 distils a frozen retrieval teacher).
+"""A frozen teacher: always in eval mode, run under no_grad, optionally cached per sample.
 
 Example:
     >>> import torch

@@ -1,6 +1,6 @@
 """What every compression run writes: rows of cost and retrieval accuracy with every model timed
 side by side with the teacher, the pruned model with its plan and a sample for reload checks, and
-the report (CDD, CVPR 2023 reports mAP vs cost).
+the report.
 
 Example:
     >>> rows = model_rows([("teacher", teacher), ("compressed", pruned)], data, "cpu")  # doctest: +SKIP

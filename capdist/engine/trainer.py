@@ -1,6 +1,6 @@
 """The training loop: SGD/AdamW, warm-up + cosine, bf16/fp16 autocast, channels-last, DDP, a
 ``torch.utils.data`` loader with workers, atomic checkpoints, bit-exact resume on CPU, JSONL
-logs, a NaN guard (CDD, CVPR 2023 trains with this recipe).
+logs, a NaN guard.
 
 Every random choice of a step derives from the run seed and the step index, so a
 run killed at any point and resumed from its last checkpoint ends with the same

@@ -1,5 +1,5 @@
-"""Read the checkpoints users actually have, never unpickling code (CDD, CVPR 2023 starts from a
-trained retrieval model; users train theirs with torchreid, fast-reid, timm or their own loop).
+"""Read the checkpoints users actually have, never unpickling code (trained with
+torchreid, fast-reid, timm or a user's own loop).
 
 Safetensors files are read directly. Torch files are always read with ``weights_only=True``;
 the only extra globals allowed are the harmless ones real checkpoints carry beside the weights:

@@ -1,5 +1,5 @@
 """Export a run directory to ONNX or TorchScript and check the exported model against PyTorch
-(CDD, CVPR 2023 deploys the compressed query encoder; the check covers the embedding).
+(the check covers the embedding).
 
 Example:
     >>> result = export_run("runs/cdd35", "onnx")  # doctest: +SKIP

@@ -1,5 +1,5 @@
 """Recipe files: a command's options as YAML (``version: 1``), read safely and written atomically
-beside every run (the CDD paper's settings, CVPR 2023, ship as recipes).
+beside every run.
 
 A recipe maps option names (``target-flops`` or ``target_flops``) to values, plus ``version`` and
 optionally ``command``. Reading never constructs Python objects (``yaml.safe_load``).

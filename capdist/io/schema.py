@@ -1,6 +1,6 @@
 """Shape checks for the JSON files of a run directory (``config.json``, ``plan.json``,
 ``report.json``): a file edited by hand or cut short is refused with the field that is wrong, not
-with a traceback from deep inside a rebuild (the run layout of capdist, arXiv 2303.09230 toolkit).
+with a traceback from deep inside a rebuild.
 
 Example:
     >>> check_report({"models": []}, "runs/x/report.json")

@@ -1,5 +1,5 @@
 """Where a model comes from: a run directory, a torchvision name, a user's factory or timm, plus a
-checkpoint (CDD, CVPR 2023 compresses a trained model; users bring theirs in many forms).
+checkpoint.
 
 :func:`open_model` turns what a user types into a model capdist can train and evaluate:
 
@@ -29,7 +29,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from ..models import RetrievalNet, build_model
-from ..models.view import RetrievalView, inner, parse_output_selector
+from ..models.view import RetrievalView, parse_output_selector, unwrapped
 from .run_dir import load_retrieval, read_config
 from .weights import KeyFit, load_weights
 
@@ -94,7 +94,7 @@ def open_model(spec: str, weights: str | None = None, args: dict | None = None, 
     if Path(spec).is_dir():
         model = load_retrieval(spec)
         return OpenedModel(model, read_config(spec).get("source") or {"kind": "run", "spec": str(spec)},
-                           f"{spec}: capdist run directory ({type(inner(model)).__name__})")
+                           f"{spec}: capdist run directory ({type(unwrapped(model)).__name__})")
     user_kind = "timm" if spec.startswith("timm:") else ("factory" if ":" in spec else None)
     source = {"kind": user_kind or "torchvision", "spec": spec, "args": args, "embedding_output": selector,
               "wrapped": user_kind is None}

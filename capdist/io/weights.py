@@ -1,5 +1,5 @@
 """Weights in and out: safetensors (no pickle), weights-only torch checkpoints, and the mapping of
-a checkpoint's keys onto a model (CDD, CVPR 2023 compresses a model a user already trained).
+a checkpoint's keys onto a model.
 
 A checkpoint's keys often differ from the model's by a prefix (``backbone.``, ``model.``, a
 plain torchvision state dict loaded into a wrapper). :func:`fit_keys` tries the prefix

@@ -1,4 +1,4 @@
-"""FLOPs and parameters from fvcore and thop, side by side (CDD, CVPR 2023 reports both).
+"""FLOPs and parameters from fvcore and thop, side by side.
 
 fvcore counts one multiply-add as one FLOP and covers conv, linear, matmul,
 einsum, norms, upsampling and adaptive pooling; it does not count activations,

@@ -1,4 +1,4 @@
-"""Latency of one model: warm-up, then p50/p90 over single passes, with a per-layer breakdown (CDD, CVPR 2023).
+"""Latency of one model: warm-up, then p50/p90 over single passes, with a per-layer breakdown.
 
 Every figure comes from one :class:`~capdist.measure.timer.Timer` (default: eager PyTorch through
 ``torch.utils.benchmark``).

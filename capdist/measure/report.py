@@ -1,5 +1,5 @@
 """Reports: cost and accuracy of every model of a run, as JSON, Markdown and an
-accuracy-vs-FLOPs plot (CDD, CVPR 2023 reports mAP against cost).
+accuracy-vs-FLOPs plot.
 
 Example:
     >>> write_report("runs/cdd35", rows, {"method": "cdd"}, "capdist compress")  # doctest: +SKIP
@@ -118,7 +118,7 @@ def plot_accuracy_vs_flops(rows: list[dict], path: str | Path, title: str) -> No
 
 def plot_mask_history(attribution: dict, target: float, path: str | Path) -> None:
     """FLOPs over training under the retrieval schedule, with the reduction split into what
-    retrieval guidance masked and what the norm top-up masked (CDD's RGGR, CVPR 2023)."""
+    retrieval guidance masked and what the norm top-up masked."""
     history = attribution.get("history") or []
     cost = "latency" if attribution.get("cost") == "latency" else "FLOPs"
     plt = pyplot()

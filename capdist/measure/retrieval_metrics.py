@@ -1,5 +1,5 @@
-"""Retrieval metrics: mAP, CMC / Recall@K and mINP (mINP: Ye et al., TPAMI 2021), evaluated as
-in CDD (CVPR 2023) and D3still (CVPR 2024), symmetric or asymmetric, chunked over queries.
+"""Retrieval metrics: mAP, CMC / Recall@K and mINP (mINP: Ye et al., TPAMI 2021), symmetric or
+asymmetric, chunked over queries.
 
 Protocols:
     ``class``: the query itself is removed from the gallery (leave-one-out on one set);

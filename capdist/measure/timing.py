@@ -1,6 +1,6 @@
 """Latency of several models measured side by side: interleaved rounds on one device, medians,
-spread and per-round ratios to a reference (HALP, NeurIPS 2022, and Torch-Pruning report
-latency next to FLOPs; here every ratio comes from the same moment of the same machine).
+spread and per-round ratios to a reference (every ratio comes from the same moment of the same
+machine).
 
 Each round times every model once, in an order shuffled per round, with one
 :class:`~capdist.measure.timer.Timer` (default: eager PyTorch through ``torch.utils.benchmark``,

@@ -29,7 +29,7 @@ from ..engine import DistContext, Trainer, init_distributed
 from ..errors import UnreachableTarget
 from ..io.export import EmbeddingOnly
 from ..io.out_dir import check_out_dir, prepare_out_dir, removed_on_failure
-from ..models.view import inner
+from ..models.view import unwrapped
 from .cdd_objective import CDDObjective
 from .cdd_report import write_report
 from .common import ModelSource, RunOptions, preflight, resolve_data
@@ -73,7 +73,7 @@ def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig, 
 
 def _attach(student: nn.Module, example: torch.Tensor, config: CompressConfig) -> CompactorModel:
     placement = config.compactors.placement(config.target.round_to or 1, config.target.min_ratio)
-    return attach(inner(student).train(), example, placement)
+    return attach(unwrapped(student).train(), example, placement)
 
 
 def _trainer(student: nn.Module, cm: CompactorModel, objective: CDDObjective, data: RetrievalData,

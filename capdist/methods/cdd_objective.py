@@ -21,7 +21,7 @@ from torch import nn
 from ..compactor import CompactorModel, PooledFeatures
 from ..distill import DistillObjective, FeatureCapture, Teacher, parse_spec
 from ..distill.features import block_feature_loss, pooled_feature_loss
-from ..models.view import inner
+from ..models.view import unwrapped
 from .settings import DistillConfig
 from .task_loss import TeacherHead, task_loss_for
 
@@ -85,7 +85,7 @@ class CDDObjective(nn.Module):
         super().__init__()
         self.config = config
         self._teacher = [teacher]
-        prefix = "model." if inner(student) is not student else ""
+        prefix = "model." if unwrapped(student) is not student else ""
         self.blocks = [prefix + a for a in block_layers(cm)] if config.feature_loss == "block" and \
             same_architecture else []
         self.stages = [] if self.blocks else stage_names(student, example)
@@ -104,12 +104,12 @@ class CDDObjective(nn.Module):
         self.task = task_loss_for(student, teacher.model, example, num_classes, kd=config.kd,
                                   kd_temperature=config.kd_temperature, seed=seed, gallery=config.gallery,
                                   contrastive_weight=config.cross_nce,
-                                  contrastive_positives=config.cross_nce_positives)
+                                  contrastive_same_label=config.cross_nce_same_label)
 
     def capture_groups(self, student: nn.Module, teacher: Teacher, cm: CompactorModel) -> None:
         """Also capture every compacted group's pooled feature, student and teacher (what a
         retrieval-guided schedule reads through :meth:`pooled_features`)."""
-        prefix = "model." if inner(student) is not student else ""
+        prefix = "model." if unwrapped(student) is not student else ""
         self.group_layers = {g.name: prefix + g.spec.anchors[0] for g in cm.groups}
         names = list(self.group_layers.values())
         self._captures[3:] = [FeatureCapture(student, names, pool=True), FeatureCapture(teacher, names, pool=True)]

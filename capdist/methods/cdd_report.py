@@ -19,7 +19,7 @@ from ..data import RetrievalData
 from ..engine.outputs import model_rows, save_result
 from ..measure.latency_budget import LatencyBudget
 from ..measure.report import plot_mask_history
-from ..models.view import like
+from ..models.view import wrapped_like
 from ..settings import flatten
 from .cdd_objective import CDDObjective
 from .finetune import finetune
@@ -62,7 +62,7 @@ def _finetuned(pruned: nn.Module, teacher: nn.Module, data: RetrievalData, confi
     d = config.distill
     return finetune(pruned, teacher, data, config.train, config.finetune_epochs, out / "finetune",
                     kd_temperature=d.kd_temperature, extras=d.extra, kd=d.kd, device=device, gallery=d.gallery,
-                    cross_nce=d.cross_nce, cross_nce_positives=d.cross_nce_positives)
+                    cross_nce=d.cross_nce, cross_nce_same_label=d.cross_nce_same_label)
 
 
 def write_report(cm: CompactorModel, student: nn.Module, teacher: nn.Module, data: RetrievalData,
@@ -72,7 +72,7 @@ def write_report(cm: CompactorModel, student: nn.Module, teacher: nn.Module, dat
     student.eval()
     real = torch.stack([data.query[i][0] for i in range(min(64, len(data.query)))]).to(device)
     res = surgery(cm, real)
-    pruned = like(student, res.model)
+    pruned = wrapped_like(student, res.model)
     entries = [("teacher", teacher), ("student (compactors, before surgery)", student),
                ("compressed (after surgery)", pruned)]
     final, loss_weights = pruned, {**objective.weights(), "penalty": config.compactors.penalty}

@@ -98,11 +98,6 @@ def preflight(models: list[nn.Module], example: torch.Tensor) -> None:
             model.train(was)
 
 
-def load_teacher(teacher: ModelSource | str | nn.Module, num_classes: int) -> nn.Module:
-    """A trained teacher from anything :class:`ModelSource` describes, in eval mode."""
-    return ModelSource.of(teacher).open(num_classes)
-
-
 def resolve_data(data: str | RetrievalData, train_subset: int | None = None, test_subset: int | None = None,
                  seed: int = 0) -> RetrievalData:
     """A dataset spec or a :class:`RetrievalData` already in hand, with the requested subsets."""

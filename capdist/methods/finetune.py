@@ -20,7 +20,7 @@ from .task_loss import TeacherHead, task_loss_for
 
 def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: TrainConfig, epochs: int,
              out: Path, kd_temperature: float = 2.0, extras: str = "", kd: bool = True, device: str = "cpu",
-             gallery: str = "own", cross_nce: float | None = None, cross_nce_positives: str = "self"
+             gallery: str = "own", cross_nce: float | None = None, cross_nce_same_label: str = "negative"
              ) -> tuple[nn.Module, dict]:
     """Fine-tune a plain (pruned) model at a tenth of ``train.lr`` with the task terms that fit it:
     CE + triplet (+ KD) for a RetrievalNet, triplet + teacher-embedding regression (+ CE through a
@@ -37,7 +37,7 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     kept_head = TeacherHead(model) if gallery == "teacher" else None
     task = task_loss_for(model, teacher, example, data.num_classes, kd=kd, kd_temperature=kd_temperature,
                          seed=train.seed, gallery=gallery, contrastive_weight=cross_nce,
-                         contrastive_positives=cross_nce_positives).to(dev)
+                         contrastive_same_label=cross_nce_same_label).to(dev)
 
     def objective(net, images, pids, step):
         s_out, t_out = net(images), frozen(images)

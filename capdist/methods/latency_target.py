@@ -1,4 +1,4 @@
-"""A latency target for ``compress`` (HALP, NeurIPS 2022): the budget built once per run and shared by
+"""A latency target for ``compress``: the budget built once per run and shared by
 every rank through the run directory, and its recalibration on the schedule's own widths, kept in
 the checkpoint.
 

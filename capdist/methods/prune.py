@@ -25,7 +25,7 @@ from ..io.out_dir import check_out_dir, prepare_out_dir
 from ..measure.latency_table import LatencyTable, build_latency_table
 from ..measure.timing import deployed
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
-from ..models.view import has_logits, inner, like
+from ..models.view import has_logits, unwrapped, wrapped_like
 from ..pruners import METHODS, prune_to_flops
 from ..settings import Settings, setting
 from .common import ModelSource, RunOptions, resolve_data
@@ -77,7 +77,7 @@ def _loss_fn(teacher: nn.Module, data: RetrievalData):
     images, pids = fetch(data.train, torch.arange(min(64, len(data.train))))
 
     def loss_fn(net: nn.Module) -> torch.Tensor:
-        o = like(teacher, net)(images)
+        o = wrapped_like(teacher, net)(images)
         if has_logits(teacher):
             return smoothed_cross_entropy(o["logits"], pids) + batch_hard_triplet(o["feature"], pids)
         return batch_hard_triplet(o["embedding"], pids)
@@ -91,10 +91,10 @@ def _pruned(teacher: nn.Module, data: RetrievalData, config: PruneConfig, table:
         return copy.deepcopy(teacher), None, 0.0, None
     cost = (lambda net: table.predict_model(net) / table.full_ms) if table is not None else None
     example = torch.stack([data.train[i][0] for i in range(1)])
-    result = prune_to_flops(inner(teacher), example, config.method, config.target.latency or config.target.flops,
+    result = prune_to_flops(unwrapped(teacher), example, config.method, config.target.latency or config.target.flops,
                             config.target.round_to, config.global_pruning, _loss_fn(teacher, data), cost=cost,
                             cost_name="FLOPs" if table is None else "latency")
-    return like(teacher, result.model), result.plan, result.ratio, (cost, result.model)
+    return wrapped_like(teacher, result.model), result.plan, result.ratio, (cost, result.model)
 
 
 def _label(config: PruneConfig, latency: bool) -> str:
@@ -140,10 +140,10 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
     table = None
     if config.target.latency is not None:
         size = tuple(config.report.latency_input_size or data.image_shape)
-        table = build_latency_table(deployed(inner(teacher))[0], size, config.target.latency_batch, device,
+        table = build_latency_table(deployed(unwrapped(teacher))[0], size, config.target.latency_batch, device,
                                     min_run_time=config.target.latency_table_time,
                                     timer=config.report.latency_backend)
-        inner(teacher).to("cpu")
+        unwrapped(teacher).to("cpu")
     pruned, plan, ratio, costed = _pruned(teacher, data, config, table)
     log.info("teacher: %s", source.note)
     prepare_out_dir(out, overwrite=run.overwrite, recipe=("prune", run.recipe) if run.recipe else None)
@@ -154,7 +154,7 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
         d = config.distill
         final, tuned = finetune(pruned, teacher, data, config.train, config.finetune_epochs, out / "finetune",
                                 kd_temperature=d.kd_temperature, extras=d.extra, kd=d.kd, device=device,
-                                gallery=d.gallery, cross_nce=d.cross_nce, cross_nce_positives=d.cross_nce_positives)
+                                gallery=d.gallery, cross_nce=d.cross_nce, cross_nce_same_label=d.cross_nce_same_label)
         entries.append((f"{config.method} + {config.finetune_epochs} fine-tune epochs", final))
     rows = model_rows(entries, data, device, config.report.latency_repeats, config.report.latency_input_size,
                       batches=tuple(sorted({1, 32, config.target.latency_batch})), timer=config.report.latency_backend)

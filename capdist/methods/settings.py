@@ -17,6 +17,7 @@ from ..engine import TrainConfig
 from ..settings import Settings, setting
 
 GALLERIES = ("own", "teacher")
+SAME_LABEL = ("negative", "excluded", "positive")
 
 
 @dataclass(slots=True)
@@ -71,9 +72,10 @@ class DistillConfig:
                                       "(inspired by asymmetric metric learning; the CDD paper has no such term): "
                                       "each compressed embedding must retrieve its own image's teacher embedding "
                                       "(default: 4 with --gallery teacher, off otherwise; 0: off).", low=0)
-    cross_nce_positives: str = setting("self", "Positives of cross_nce: the image's own teacher embedding, or "
-                                       "every teacher embedding of its identity in the batch (other images of "
-                                       "the identity are never negatives).", choices=("self", "label"))
+    cross_nce_same_label: str = setting("negative", "What cross_nce makes of the other images of a query's identity "
+                                        "in the batch: negatives (the term as measured in "
+                                        "docs/benchmarks/gallery-fmnist-open25), left out, or positives.",
+                                        choices=SAME_LABEL)
     extra: str = setting("", "Extra terms, e.g. 'rkd_distance:25,fitnet:2@backbone.layer3'.", flag="--distill",
                          metavar="SPEC")
     gallery: str = setting("own", "'teacher': the compressed model will encode queries against the teacher's "

@@ -49,20 +49,20 @@ class RetrievalTaskLoss(nn.Module):
         contrastive_weight: weight of ``cross_nce``, InfoNCE against the teacher's batch embeddings
             (inspired by Budnik & Avrithis, CVPR 2021; the CDD paper has no such term): each student
             embedding, as a query among the teacher's embeddings of the batch, must retrieve its own
-            image's; other images of its identity are not negatives; with the frozen BNNeck
-            (``eval_neck``) the query is the embedding as deployed (0: off). Under DDP the batch is
-            this rank's slice, so the gallery searched holds batch / world-size images.
-        contrastive_positives: ``"self"`` or ``"label"`` (every teacher embedding of the identity).
+            image's (0: off). Under DDP the batch is this rank's slice, so the gallery searched holds
+            batch / world-size images.
+        contrastive_same_label: the other images of the query's identity in ``cross_nce``:
+            ``"negative"``, ``"excluded"`` or ``"positive"``.
     """
 
     def __init__(self, student_logits: bool, teacher_logits: bool, embed_dim: int = 0, num_classes: int = 0,
                  kd: bool = True, kd_temperature: float = 2.0, embedding_weight: float = 1.0,
                  temporary_classifier: bool = True, feature_weight: float = 0.0,
                  eval_neck: nn.Module | None = None, contrastive_weight: float = 0.0,
-                 contrastive_positives: str = "self") -> None:
+                 contrastive_same_label: str = "negative") -> None:
         super().__init__()
         self.contrastive_weight = contrastive_weight
-        self.contrastive_positives = contrastive_positives
+        self.contrastive_same_label = contrastive_same_label
         self.feature_weight = feature_weight if student_logits and eval_neck is not None else 0.0
         self.eval_neck = [eval_neck] if eval_neck is not None else None
         self.student_logits = student_logits
@@ -96,9 +96,7 @@ class RetrievalTaskLoss(nn.Module):
             if self.feature_weight and t_out["embedding"].shape == s_out["embedding"].shape:
                 terms["deployed_emb_mse"] = self.feature_weight * embedding_mse_loss(
                     deployed_embedding(self.eval_neck, s_out["feature"]), t_out["embedding"])
-            query = s_out["embedding"] if self.eval_neck is None else deployed_embedding(self.eval_neck,
-                                                                                         s_out["feature"])
-            return self._contrastive(terms, query, t_out["embedding"], pids)
+            return self._contrastive(terms, s_out["embedding"], t_out["embedding"], pids)
         emb = s_out["embedding"]
         terms = {"triplet": batch_hard_triplet(emb, pids)}
         if self.head is not None:
@@ -110,8 +108,10 @@ class RetrievalTaskLoss(nn.Module):
     def _contrastive(self, terms: dict[str, torch.Tensor], e_s: torch.Tensor, e_t: torch.Tensor,
                      pids: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.contrastive_weight and e_s.shape == e_t.shape:
+            same = self.contrastive_same_label
             terms["cross_nce"] = self.contrastive_weight * cross_contrastive_loss(
-                e_s, e_t, labels=pids, positives=self.contrastive_positives)
+                e_s, e_t, labels=None if same == "negative" else pids,
+                positives="label" if same == "positive" else "self")
         return terms
 
 
@@ -140,7 +140,7 @@ def nce_suffix(distill) -> str:
 def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor, num_classes: int,
                   kd: bool = True, kd_temperature: float = 2.0, seed: int = 0,
                   gallery: str = "own", feature_weight: float = GALLERY_FEATURE_WEIGHT,
-                  contrastive_weight: float | None = None, contrastive_positives: str = "self"
+                  contrastive_weight: float | None = None, contrastive_same_label: str = "negative"
                   ) -> RetrievalTaskLoss:
     """The task loss that fits ``student`` and ``teacher`` (classifier or not), its head seeded.
 
@@ -152,7 +152,7 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
     gallery, off otherwise).
     """
     contrastive_weight = cross_nce_weight(gallery, contrastive_weight)
-    from ..models.view import has_logits, inner
+    from ..models.view import has_logits, unwrapped
 
     width = 0
     if not has_logits(student):
@@ -166,8 +166,8 @@ def task_loss_for(student: nn.Module, teacher: nn.Module, example: torch.Tensor,
                                  kd_temperature=kd_temperature,
                                  feature_weight=feature_weight if gallery == "teacher" else 0.0,
                                  contrastive_weight=contrastive_weight,
-                                 contrastive_positives=contrastive_positives,
-                                 eval_neck=getattr(inner(student), "neck", None) if gallery == "teacher" else None)
+                                 contrastive_same_label=contrastive_same_label,
+                                 eval_neck=getattr(unwrapped(student), "neck", None) if gallery == "teacher" else None)
 
 
 
@@ -182,9 +182,9 @@ class TeacherHead:
     """
 
     def __init__(self, student: nn.Module) -> None:
-        from ..models.view import inner
+        from ..models.view import unwrapped
 
-        classifier = getattr(inner(student), "classifier", None)
+        classifier = getattr(unwrapped(student), "classifier", None)
         self.frozen = [name for name, p in classifier.named_parameters() if p.requires_grad] if classifier else []
         for name in self.frozen:
             classifier.get_parameter(name).requires_grad_(False)
@@ -192,8 +192,8 @@ class TeacherHead:
 
     def release(self, model: nn.Module | None = None) -> None:
         """Make the classifier trainable again (on ``model``, e.g. the pruned copy, when given)."""
-        from ..models.view import inner
+        from ..models.view import unwrapped
 
-        classifier = getattr(inner(model), "classifier", None) if model is not None else self.classifier
+        classifier = getattr(unwrapped(model), "classifier", None) if model is not None else self.classifier
         for name in self.frozen if classifier is not None else ():
             classifier.get_parameter(name).requires_grad_(True)

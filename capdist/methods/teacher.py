@@ -1,5 +1,5 @@
 """Training a retrieval teacher (the BoT re-ID baseline: CE with label smoothing on the BNNeck logits
-+ batch-hard triplet on the pooled feature, as CDD, CVPR 2023 trains its teachers).
++ batch-hard triplet on the pooled feature).
 
 Example:
     >>> result = train_retrieval("resnet18", "digits", TrainConfig(epochs=1), "runs/t")  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Build a network from a name a user types (CDD, CVPR 2023 uses torchvision backbones).
+"""Build a network from a name a user types: a torchvision backbone or a capdist tiny model.
 
 Example:
     >>> build_model("resnet18", num_classes=10).fc.out_features

@@ -1,5 +1,5 @@
 """Task losses for retrieval training: label-smoothed cross-entropy and batch-hard triplet
-(BoT re-ID baseline, used by CDD, CVPR 2023).
+(the BoT re-ID baseline).
 
 Example:
     >>> import torch

@@ -1,5 +1,5 @@
 """Retrieval network: a backbone, an embedding head (optional projection and BNNeck), an ID
-classifier (the BoT re-ID baseline that CDD, CVPR 2023, trains its teachers and students with).
+classifier (the BoT re-ID baseline).
 
 Example:
     >>> import torch

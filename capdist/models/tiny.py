@@ -1,4 +1,4 @@
-"""Tiny CNNs with the layer patterns capdist must handle (ResRep, ICCV 2021).
+"""Tiny CNNs with the layer patterns capdist must handle.
 
 ``TinyResNet`` has basic residual blocks (internal and residual-coupled groups);
 ``TinyMobileNet`` has inverted residuals with depthwise convs (diagonal

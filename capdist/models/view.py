@@ -1,12 +1,11 @@
-"""A user's own retrieval model seen through capdist's interface (CDD, CVPR 2023 compresses a
-trained retrieval model; here it may be any ``nn.Module``).
+"""A user's own retrieval model, any ``nn.Module``, seen through capdist's interface.
 
 capdist's engine reads a model's output as a dict with ``embedding`` (what retrieval
 compares) and, for its own :class:`RetrievalNet`, ``feature`` and ``logits``. A user's module
 returns a tensor, a tuple or a dict; :class:`RetrievalView` picks the embedding out of it
 (``output``: a dict key or a tuple index) and hands everything else through untouched. The
 user's module stays a child called ``model``: its class, its weights and its forward are
-unchanged, and :func:`inner` gives it back.
+unchanged, and :func:`unwrapped` gives it back.
 
 torchreid's models return ``(logits, features)`` in training mode (``loss="triplet"``) and
 the features alone in eval mode: ``output=1`` picks the features in training, and a bare
@@ -86,12 +85,12 @@ class RetrievalView(nn.Module):
         return {"embedding": emb, "feature": emb}
 
 
-def inner(model: nn.Module) -> nn.Module:
+def unwrapped(model: nn.Module) -> nn.Module:
     """The module compactors and pruners work on: the user's own inside a view, else the model."""
     return model.model if isinstance(model, RetrievalView) else model
 
 
-def like(reference: nn.Module, module: nn.Module) -> nn.Module:
+def wrapped_like(reference: nn.Module, module: nn.Module) -> nn.Module:
     """``module`` presented the way ``reference`` is (in a view when ``reference`` is one)."""
     return RetrievalView(module, reference.output, reference.source) if isinstance(reference, RetrievalView) else module
 

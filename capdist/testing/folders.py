@@ -1,5 +1,5 @@
 """Market-1501-style image folders written from offline data, for tests and the data benchmark
-(CDD, CVPR 2023 evaluates on Market-1501: ``bounding_box_train/``, ``query/``, ``bounding_box_test/``,
+(``bounding_box_train/``, ``query/``, ``bounding_box_test/``,
 files named ``PID_cCAMsSEQ_FRAME_BOX.jpg``).
 
 Each identity is one source class drawn with its own colour tint, so identities are learnable

@@ -1,4 +1,4 @@
-"""Stand-ins for a device's timer, for tests of the latency table and the side-by-side timing (NetAdapt, ECCV 2018)."""
+"""Stand-ins for a device's timer, for tests of the latency table and the side-by-side timing."""
 
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ def test_unit_contributions_by_hand():
 
 def test_masks_follow_the_contribution_not_the_norm():
     cm = attach(TinyResNet(in_channels=1, width=8), torch.randn(1, 1, 8, 8), CompactorConfig(scope="internal"))
-    sched = ContributionSchedule(cm, target=0.6, warmup=2, interval=1, until=2, k=2)
+    sched = ContributionSchedule(cm, target=0.6, warmup=2, interval=1, until=2, k=2)  # scores every step
     gen = torch.Generator().manual_seed(0)
     # every channel has the same norm; the last half of every group's channels never contributes
     for _ in range(3):
