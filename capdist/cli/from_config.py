@@ -132,15 +132,17 @@ def _leaves(config_type: type, exclude: Iterable[str]):
         yield key, path, f, hints[f.name], getattr(owner, path[-1])
 
 
-def config_options(config_type: type, exclude: Iterable[str] = ()):
+def config_options(config_type: type, exclude: Iterable[str] = (), section: str | None = None):
     """A decorator adding one option per command-line setting of ``config_type`` (its defaults are
-    the config's own), minus the flat keys in ``exclude``."""
+    the config's own), minus the flat keys in ``exclude``; ``section`` titles the top-level settings."""
     exclude = set(exclude)
 
     def decorate(func):
         for key, path, f, hint, default in reversed(list(_leaves(config_type, exclude))):
-            section = SECTION_TITLES.get(path[0] if len(path) > 1 else "", path[0].title())
-            func.__click_params__ = [*getattr(func, "__click_params__", []), _option(key, f, hint, default, section)]
+            top = section or SECTION_TITLES[""]
+            section_of = top if len(path) == 1 else SECTION_TITLES.get(path[0], path[0].title())
+            func.__click_params__ = [*getattr(func, "__click_params__", []),
+                                     _option(key, f, hint, default, section_of)]
         return func
 
     return decorate

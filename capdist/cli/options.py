@@ -3,6 +3,7 @@ is the embedding, partial loading."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -16,13 +17,15 @@ DATA_HELP = ("fmnist[:ROOT], fmnist-open, digits, folder:PATH (one folder per cl
 def run_options(resume: bool = True):
     """``--train-subset``, ``--test-subset``, ``--device``, ``--overwrite`` (and ``--resume``)."""
 
+    from ..methods import RunOptions
+
     def decorate(func):
         opts = [
             click.option("--train-subset", type=click.IntRange(min=1), default=None,
                          help="Train on this many images drawn by the seed."),
             click.option("--test-subset", type=click.IntRange(min=1), default=None,
                          help="Evaluate on the first N test queries."),
-            click.option("--device", default="cpu", show_default=True, callback=check_device,
+            click.option("--device", default=RunOptions().device, show_default=True, callback=check_device,
                          help="cpu, cuda or cuda:N."),
             click.option("--overwrite", is_flag=True, help="Replace the run in --out (its files are removed first)."),
         ]
@@ -126,6 +129,9 @@ def data_options(training: bool = True):
     """
 
     def decorate(func):
+        from ..engine import TrainConfig
+
+        t, help_of = TrainConfig(), {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
         opts = [
             click.option("--image-size", default=None, callback=_image_size, metavar="HxW",
                          help="Height x width the model sees, e.g. 256x128 (default: 128x64 re-ID, 64x64 folders, "
@@ -138,15 +144,15 @@ def data_options(training: bool = True):
         ]
         if training:
             opts += [
-                click.option("--instances", default=4, type=click.IntRange(min=1), show_default=True,
-                             help="K: images per identity in a P x K batch."),
-                click.option("--pad", default=2, type=click.IntRange(min=0), show_default=True,
-                             help="Zero padding before the random crop (pixels)."),
-                click.option("--random-erasing", default=0.0, type=click.FloatRange(0, 1), show_default=True,
-                             help="Probability of erasing a random rectangle of each training image."),
-                click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default="off", show_default=True,
-                             help="Autocast precision (fp16 needs CUDA)."),
-                click.option("--channels-last", is_flag=True, help="Channels-last memory format."),
+                click.option("--instances", default=t.instances, type=click.IntRange(min=1), show_default=True,
+                             help=help_of["instances"]),
+                click.option("--pad", default=t.pad, type=click.IntRange(min=0), show_default=True,
+                             help=help_of["pad"]),
+                click.option("--random-erasing", default=t.erase, type=click.FloatRange(0, 1), show_default=True,
+                             help=help_of["erase"]),
+                click.option("--amp", type=click.Choice(["off", "bf16", "fp16"]), default=t.amp or "off",
+                             show_default=True, help=help_of["amp"]),
+                click.option("--channels-last", is_flag=True, default=t.channels_last, help=help_of["channels_last"]),
                 click.option("--quiet", is_flag=True, help="No progress bars or phase lines; errors and the result "
                                                            "only."),
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from ..engine import TrainConfig
 from ..engine.evaluation import evaluate_models
 from ..methods import train_retrieval
 from .config_file import config_option
-from .options import check_batch, check_device, data_options, model_source_options, train_settings
+from .from_config import SectionedCommand, config_from, config_options
+from .options import DATA_HELP, check_batch, check_device, data_options, model_source_options, train_settings
 
 
 def _print_metrics(label: str, m: dict) -> None:
@@ -20,43 +22,38 @@ def _print_metrics(label: str, m: dict) -> None:
                f"R@10 {m['R@10']:.2%}  mINP {m['mINP']:.2%}  ({m['queries']} queries)")
 
 
-@click.command("train")
+@click.command("train", cls=SectionedCommand)
 @config_option
 @click.option("--model", "model_name", required=True, help="torchvision name or package.module:factory.")
-@click.option("--data", required=True, help="fmnist[:ROOT], fmnist-open, digits, folder:PATH, reid:PATH.")
+@click.option("--data", required=True, help=DATA_HELP)
 @data_options(training=True)
-@click.option("--epochs", default=10, type=click.IntRange(min=1), show_default=True)
 @click.option("--out", required=True, help="Run directory to write.")
 @click.option("--train-subset", type=click.IntRange(min=1), default=None, help="Use this many training images.")
-@click.option("--batch-size", default=64, type=click.IntRange(min=1), show_default=True,
-              help="Global batch (all processes), a multiple of --instances.")
-@click.option("--lr", default=0.05, type=click.FloatRange(0, min_open=True), show_default=True)
-@click.option("--optimizer", type=click.Choice(["sgd", "adamw"]), default="sgd", show_default=True)
 @click.option("--embed-dim", type=click.IntRange(min=1), default=None, help="Project the embedding to this width.")
 @click.option("--last-stride", type=click.IntRange(1, 2), default=2, show_default=True,
               help="Stride of a ResNet's last stage (1: the re-ID setting, twice the final feature map).")
 @click.option("--model-arg", "model_args", multiple=True, metavar="KEY=VALUE",
               help="Backbone constructor argument (JSON literal, else a string); repeatable.")
 @click.option("--weights", default=None, help="Initial weights (safetensors or weights-only .pt).")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--checkpoint-every", default=0, type=click.IntRange(min=0), show_default=True,
-              help="Steps (0: every epoch).")
-@click.option("--device", default="cpu", show_default=True, callback=check_device)
+@click.option("--checkpoint-every", default=TrainConfig().checkpoint_every, type=click.IntRange(min=0),
+              show_default=True, help="Steps between checkpoints (0: every epoch).")
+@click.option("--device", default="cpu", show_default=True, callback=check_device, help="cpu, cuda or cuda:N.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out (its files are removed first).")
-def train_cmd(model_name, data, epochs, out, train_subset, batch_size, lr, optimizer, embed_dim, last_stride,
-              model_args, weights, seed, checkpoint_every, device, resume, overwrite, recipe, **data_kw) -> None:
+@config_options(TrainConfig, section="Training")
+def train_cmd(model_name, data, out, train_subset, embed_dim, last_stride, model_args, weights, checkpoint_every,
+              device, resume, overwrite, recipe, **data_kw) -> None:
     """Train a retrieval model (CE + triplet) and report its test retrieval metrics."""
     from ..models.factory import parse_model_args
 
+    trained = config_from(TrainConfig, data_kw)
     settings = train_settings(data_kw, device)
-    check_batch(batch_size, settings["instances"])
+    check_batch(trained.batch_size, settings["instances"])
     backbone_kwargs = parse_model_args(model_args)
     if last_stride == 1:
         backbone_kwargs["last_stride"] = 1
     dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, seed=seed,
-                      checkpoint_every=checkpoint_every, **settings)
+    cfg = dataclasses.replace(trained, checkpoint_every=checkpoint_every, **settings)
     result = train_retrieval(model_name, dataset, cfg, out, train_subset=train_subset, embed_dim=embed_dim,
                              resume=resume, overwrite=overwrite, device=device, weights=weights,
                              backbone_kwargs=backbone_kwargs or None, recipe=recipe)

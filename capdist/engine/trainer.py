@@ -77,8 +77,9 @@ class TrainConfig:
     log_every: int = setting(20, "Steps between log lines.", low=1, cli=False)
     pad: int = setting(2, "Zero padding before the random crop (pixels).", low=0, cli=False)
     flip: bool = setting(True, "Random horizontal flips.", cli=False)
-    erase: float = setting(0.0, "Probability of random erasing.", low=0, high=1, cli=False)
-    amp: str = setting("", "Autocast precision.", cli=False)
+    erase: float = setting(0.0, "Probability of erasing a random rectangle of each training image.", low=0, high=1,
+                           cli=False)
+    amp: str = setting("", "Autocast precision: off, bf16 (CPU or CUDA) or fp16 (CUDA).", cli=False)
     channels_last: bool = setting(False, "Channels-last memory format.", cli=False)
     workers: int | None = setting(None, "Loader processes.", cli=False)
     progress: bool = setting(True, "Progress bars.", cli=False)

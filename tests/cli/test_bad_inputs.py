@@ -22,6 +22,7 @@ def _run(args, capsys, monkeypatch):
 COMPRESS = ["compress", "--teacher", "tiny_resnet", "--data", "digits"]
 PRUNE = ["prune", "--model", "tiny_resnet", "--method", "magnitude", "--data", "digits"]
 PROFILE = ["profile", "tiny_resnet", "--input-size", "3,8,8"]
+TRAIN = ["train", "--data", "digits", "--epochs", "1"]
 
 CASES = [
     (COMPRESS + ["--batch-size", "6"], "not a positive multiple of K=4"),
@@ -63,6 +64,10 @@ CASES = [
     (COMPRESS + ["--latency-input-size", "3x0x8"], "must be HxW or CxHxW"),
     (["compress", "--teacher", "capdist.testing.user_models:two_outputs", "--data", "digits", "--epochs", "2"],
      "returns a tuple of 2; name the embedding with --embedding-output INDEX"),
+    (TRAIN + ["--model", "nosuchnet"], "unknown model 'nosuchnet'"),
+    (TRAIN + ["--model", "nosuchpkg.models:build"], "nosuchpkg"),
+    (TRAIN + ["--model", "tiny_resnet", "--weights", "/nonexistent/w.safetensors"], "w.safetensors"),
+    (TRAIN + ["--model", "tiny_resnet", "--lr", "nan"], "not a finite number"),
     (PROFILE + ["--batch-size", "0"], "--batch-size"),
     (PROFILE + ["--repeats", "0"], "--repeats"),
     (PROFILE + ["--threads", "-1"], "--threads"),
@@ -75,7 +80,7 @@ if not torch.cuda.is_available():
 @pytest.mark.parametrize(("args", "message"), CASES, ids=[" ".join(c[0][-2:]) for c in CASES])
 def test_bad_option_is_one_line_exit_2_and_creates_nothing(tmp_path, capsys, monkeypatch, args, message):
     out = tmp_path / "out"
-    extra = ["--out", str(out)] if args[0] in ("compress", "prune") else []
+    extra = ["--out", str(out)] if args[0] in ("compress", "prune", "train") else []
     code, lines = _run(args + extra, capsys, monkeypatch)
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("error:") and message in lines[0], lines

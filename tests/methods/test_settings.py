@@ -29,8 +29,27 @@ def test_cli_defaults_equal_the_configs_field_by_field(command, config_type, ski
         assert cli[key] == (tuple(value) if isinstance(value, list) else value), key
 
 
+def test_data_training_and_run_options_read_their_defaults_from_the_configs():
+    from capdist.cli.train import train_cmd
+    from capdist.engine import TrainConfig
+    from capdist.methods import RunOptions
+
+    t = TrainConfig()
+    for command in (compress_cmd, prune_cmd, train_cmd):
+        cli = _cli_defaults(command)
+        assert (cli["instances"], cli["pad"], cli["random_erasing"], cli["channels_last"]) == \
+            (t.instances, t.pad, t.erase, t.channels_last)
+        assert cli["device"] == RunOptions().device
+    train = _cli_defaults(train_cmd)
+    for key in ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "warmup_epochs", "seed",
+                "checkpoint_every"):
+        assert train[key] == getattr(t, key), key
+
+
 def test_every_generated_option_has_help_text():
-    for command in (compress_cmd, prune_cmd):
+    from capdist.cli.train import train_cmd
+
+    for command in (compress_cmd, prune_cmd, train_cmd):
         for p in command.params:
             if isinstance(p, click.Option):
                 assert p.help, f"{command.name} {p.opts[0]} has no help text"
