@@ -51,6 +51,9 @@ def collect(root: str | Path) -> dict:
             asym = [r["mAP_asym"] for r in runs if r["mAP_asym"] is not None]
             entry["methods"][method] = {"mAP": _stats([r["mAP"] for r in runs]),
                                         "mAP_asym": _stats(asym) if asym else None,
+                                        "by_seed": {"mAP": {r["seed"]: r["mAP"] for r in runs},
+                                                    "mAP_asym": {r["seed"]: r["mAP_asym"] for r in runs
+                                                                 if r["mAP_asym"] is not None}},
                                         "flops": statistics.fmean(r["flops"] for r in runs),
                                         "seeds": sorted(r["seed"] for r in runs)}
     return cells
@@ -74,9 +77,23 @@ def baselines_for(entry: dict, method: str) -> list[str]:
     return [b for b in BASELINES if b in entry["methods"]]
 
 
+def p_values(mine: dict[int, float], theirs: dict[int, float]) -> tuple[float, float]:
+    """Welch's two-sided p-value of two sets of per-seed figures, and the paired-by-seed one (over the
+    seeds both have); NaN where a test is undefined (fewer than two values, no variance)."""
+    from scipy import stats
+
+    a, b = list(mine.values()), list(theirs.values())
+    welch = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if min(len(a), len(b)) > 1 else float("nan")
+    common = sorted(set(mine) & set(theirs))
+    paired = float(stats.ttest_rel([mine[s] for s in common], [theirs[s] for s in common]).pvalue) \
+        if len(common) > 1 else float("nan")
+    return welch, paired
+
+
 def verdict(entry: dict, method: str) -> str:
-    """How ``method`` compares with the best of its baselines: a win or loss only outside both spreads
-    (asymmetric mAP for a ``gallery-teacher`` method, whose queries meet the teacher's gallery)."""
+    """How ``method`` compares with the best of its baselines (asymmetric mAP for a ``gallery-teacher``
+    method, whose queries meet the teacher's gallery): better or worse only when Welch's p < 0.05,
+    with the paired-by-seed p beside it."""
     if method not in entry["methods"] or is_baseline(method):
         return ""
     key = "mAP_asym" if "gallery-teacher" in method and entry["methods"][method]["mAP_asym"] else "mAP"
@@ -88,17 +105,19 @@ def verdict(entry: dict, method: str) -> str:
     gap = mine["mean"] - best["mean"]
     what = " (teacher gallery)" if key == "mAP_asym" else ""
     if min(mine["n"], best["n"]) < 2:
-        return f"{gap:+.2f} vs {name}{what} (one seed: no spread yet)"
-    spread = max(mine["std"], best["std"])
-    if abs(gap) <= spread:
-        return f"{gap:+.2f} vs {name}{what}: inside the spread"
-    return f"{gap:+.2f} vs {name}{what}: {'better' if gap > 0 else 'worse'}, outside one std"
+        return f"{gap:+.2f} vs {name}{what} (one seed: no test yet)"
+    welch, paired = p_values(entry["methods"][method]["by_seed"][key], entry["methods"][name]["by_seed"][key])
+    judged = "better" if gap > 0 else "worse"
+    return (f"{gap:+.2f} vs {name}{what} (Welch p={welch:.3g}, paired p={paired:.3g}): "
+            f"{judged if welch < 0.05 else 'not significant'}")
 
 
 def markdown(cells: dict) -> str:
     lines = ["# Seed-averaged study (Fashion-MNIST, ResNet-18)", "",
              "Reproduce: `scripts/seed_study.sh`, then `.venv/bin/python -m capdist.benchmarks.seed_table "
-             "runs/bench/seeds docs/benchmarks/seeds-fmnist`. Mean ± standard deviation over the seeds listed; "
+             "runs/bench/seeds docs/benchmarks/seeds-fmnist` (or the script and folders the study names). Mean ± "
+             "standard deviation over the seeds listed; 'better' means Welch's two-sided p < 0.05 against the best "
+             "of the method's baselines (the paired-by-seed p beside it); "
              "each seed also draws the 3,000 training images. 'teacher gallery' is asymmetric mAP (compressed "
              "queries against the teacher's gallery).", ""]
     for entry in sorted(cells.values(), key=lambda e: (e["target"], e["protocol"])):
@@ -121,16 +140,22 @@ def plot(cells: dict, path: Path) -> None:
         names = list(entry["methods"])
         means = [entry["methods"][n]["mAP"]["mean"] for n in names]
         stds = [entry["methods"][n]["mAP"]["std"] for n in names]
-        colors = ["#fd8d3c" if is_baseline(n) else "#3182bd" for n in names]
-        ax.bar(range(len(names)), means, yerr=stds, capsize=4, color=colors)
+        for kind, color in (("baseline", "#fd8d3c"), ("CDD", "#3182bd")):
+            idx = [i for i, n in enumerate(names) if is_baseline(n) == (kind == "baseline")]
+            ax.errorbar(idx, [means[i] for i in idx], yerr=[stds[i] for i in idx], fmt="o", capsize=4, color=color,
+                        label=kind)
+            for i in idx:
+                values = entry["methods"][names[i]]["mAP"]["values"]
+                ax.scatter([i] * len(values), values, s=8, color=color, alpha=0.4)
         ax.axhline(entry["teacher"], color="gray", ls="--", lw=1, label="teacher")
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
         top = max(entry["teacher"], max(m + d for m, d in zip(means, stds, strict=True)))
         ax.set_ylim(min(means) - 3 * max(max(stds), 1), top + 1)
-        ax.set_title(f"{entry['protocol']}, {entry['target']:.0%} FLOPs", fontsize=9)
+        seeds = max(entry["methods"][n]["mAP"]["n"] for n in names)
+        ax.set_title(f"{entry['protocol']}, {entry['target']:.0%} FLOPs ({seeds} seeds)", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("mAP (%), mean ± std over seeds")
+    axes[0][0].set_ylabel("mAP (%): mean ± std over seeds, each seed a small dot")
     axes[0][0].legend(fontsize=7)
     save_figure(fig, path)
 

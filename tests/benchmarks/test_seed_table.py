@@ -1,9 +1,11 @@
-"""The seed-averaged table: statistics over seeds and verdicts that count a difference only outside the spread."""
+"""The seed-averaged table: statistics over seeds, and verdicts from Welch's and the paired t-test."""
 
 import json
+import math
 import statistics
 
 import pytest
+from scipy.stats import t as t_dist
 
 from capdist.benchmarks.seed_table import baselines_for, collect, markdown, verdict
 
@@ -31,13 +33,21 @@ def test_means_spreads_and_verdicts_against_the_matching_baselines(tmp_path):
     cdd = entry["methods"]["cdd-norm"]["mAP"]
     assert cdd["mean"] == pytest.approx(46.0) and cdd["std"] == pytest.approx(statistics.stdev([45, 46, 47]))
     assert entry["methods"]["cdd-norm"]["seeds"] == [0, 1, 2]
-    # best plain baseline: magnitude 42 +- 2; CDD +4.00 is outside max(1, 2)
-    assert verdict(entry, "cdd-norm") == "+4.00 vs magnitude: better, outside one std"
-    assert verdict(entry, "cdd-norm-stage-loss") == "+2.00 vs magnitude: inside the spread"
+    # best plain baseline: magnitude 42 +- 2 against CDD 46 +- 1. Welch by hand: se^2 = 1/3 + 4/3,
+    # t = 4 / se, df = se^4 / ((1/3)^2/2 + (4/3)^2/2); paired: differences 5, 4, 3, t = 4 / (1/sqrt 3), df 2
+    se2 = 1 / 3 + 4 / 3
+    welch = 2 * t_dist.sf(4 / math.sqrt(se2), se2**2 / ((1 / 3) ** 2 / 2 + (4 / 3) ** 2 / 2))
+    paired = 2 * t_dist.sf(4 * math.sqrt(3), 2)
+    assert welch > 0.05 > paired
+    assert verdict(entry, "cdd-norm") == (f"+4.00 vs magnitude (Welch p={welch:.3g}, paired p={paired:.3g}): "
+                                          "not significant")
+    assert verdict(entry, "cdd-norm-stage-loss").endswith("not significant")
     assert baselines_for(entry, "cdd-norm-nce") == ["magnitude-nce"]
-    assert verdict(entry, "cdd-norm-nce") == "-1.00 vs magnitude-nce: worse, outside one std"
-    # a gallery-teacher method is judged on asymmetric mAP: 34 +- 1 against 30 +- 0
-    assert verdict(entry, "cdd-norm-gallery-teacher") == ("+4.00 vs magnitude-gallery-teacher (teacher gallery): "
-                                                          "better, outside one std")
+    # 49 +- 0 against 50 +- 0: no variance, so any difference is certain (scipy's t is infinite)
+    assert verdict(entry, "cdd-norm-nce") == "-1.00 vs magnitude-nce (Welch p=0, paired p=0): worse"
+    # a gallery-teacher method is judged on asymmetric mAP: 33, 34, 35 against 30, 30, 30
+    gallery = verdict(entry, "cdd-norm-gallery-teacher")
+    assert gallery.startswith("+4.00 vs magnitude-gallery-teacher (teacher gallery) (Welch p=")
+    assert gallery.endswith("better")
     assert verdict(entry, "magnitude-nce") == ""
     assert "| cdd-norm | 0,1,2 | 0.100 | 46.00 ± 1.00 |" in markdown(collect(tmp_path))

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Five-seed study: Fashion-MNIST closed set and open set (unseen classes) at 25% and 10% of the
+# FLOPs, seeds 0-4 (the seed also draws the 3,000 training images), ResNet-18 teacher 6 epochs, every
+# method 3 epochs at the same learning rate as applied (compress --lr 0.01; prune --lr 0.1, which
+# fine-tunes at a tenth of it), KD for every method, 2,000 test queries. Methods: compress with every
+# default (retrieval-guided schedule), compress --schedule contribution, magnitude and Taylor pruning.
+# Only CDD gets the block feature loss (a pruned model's blocks have other widths than the teacher's).
+# Runs that hold a report.json are kept, so an interrupted study resumes.
+# Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
+set -euo pipefail
+R=${R:-runs/bench/seeds5}
+PY=${PY:-python}
+SEEDS=${SEEDS:-"0 1 2 3 4"}
+TARGETS=${TARGETS:-"25 10"}
+run() { local out=$1; shift; [ -f "$out/report.json" ] && return 0; echo "$(date +%T) $out"; "$PY" -m capdist "$@" --out "$out" --overwrite --quiet > /dev/null; }
+for target in $TARGETS; do
+for data in fmnist-open fmnist; do
+  T="$R/teacher-$data"
+  [ -f "$T/model.safetensors" ] || "$PY" -m capdist train --model resnet18 --data "$data" --train-subset 3000 \
+      --epochs 6 --lr 0.05 --quiet --out "$T" --overwrite > /dev/null
+  common=(--data "$data" --train-subset 3000 --test-subset 2000 --target-flops "$(printf '0.%02d' "$target")")
+  C="$R/$data-$target"
+  for seed in $SEEDS; do
+    run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
+    run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --schedule contribution \
+        --seed "$seed"
+    for method in magnitude taylor; do
+      run "$C/$method-seed$seed" prune --model "$T" "${common[@]}" --method "$method" --finetune-epochs 3 --lr 0.1 \
+          --seed "$seed"
+    done
+  done
+done
+done
