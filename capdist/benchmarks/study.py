@@ -2,7 +2,9 @@
 budget, on Fashion-MNIST's closed-set and open-set retrieval protocols.
 
 Every method gets the same total epochs after the teacher (CDD: epochs with compactors;
-baselines: fine-tuning epochs after pruning) and the same losses (CE + triplet + KD). The
+baselines: fine-tuning epochs after pruning), the same learning rate as applied, and CE + triplet
++ KD; CDD also gets its block feature loss, which the baselines do not (their blocks are narrower than
+the teacher's), and each report's ``loss_terms`` lists what a run got. The
 unpruned teacher trained for the same epochs, with and without KD, shows what the extra
 epochs alone give.
 Runs are written one by one, and the comparison is regenerated after each, so an
