@@ -12,7 +12,7 @@ import sys
 import torch
 
 from ..compactor import CompactorConfig, attach
-from ..compactor.retrieval_schedule import low_contribution_units
+from ..compactor.retrieval_schedule import low_votes
 from ..data import open_dataset
 from ..distill import FeatureCapture
 from ..io.run_dir import load_retrieval
@@ -43,15 +43,9 @@ def vote_shares(run_dir: str, data_spec: str, batches: tuple[int, ...] = (1, 4, 
         for group in cm.groups:
             f = bank[group.name]
             q = f[:b]
-            low_all = low_contribution_units(q, f, k, ratio, group.spec.period, rank_by=q)
-            qn = torch.nn.functional.normalize(q, dim=1)
-            gn = torch.nn.functional.normalize(f, dim=1)
-            nbr = (qn @ gn.T).topk(k, dim=1).indices
-            contrib = (qn.unsqueeze(1) * gn[nbr]).abs().view(b, k, -1, group.spec.period).sum(2)
-            low = torch.zeros_like(contrib, dtype=torch.bool).scatter_(
-                2, contrib.argsort(dim=2)[..., : int(ratio * group.spec.period)], True)
-            unanimous += int(low_all.sum())
-            most += int((low.flatten(0, 1).float().mean(0) >= 0.9).sum())
+            share_low = low_votes(q, f, k, ratio, group.spec.period, rank_by=q).flatten(0, 1).float().mean(0)
+            unanimous += int((share_low == 1).sum())
+            most += int((share_low >= 0.9).sum())
             total += group.spec.period
         result[b] = {"unanimous": unanimous / total, "most": most / total}
     capture.remove()

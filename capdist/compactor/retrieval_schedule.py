@@ -31,9 +31,10 @@ from .schedule import COST_NAMES, check_target
 log = logging.getLogger("capdist")
 
 
-def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, ratio: float,
-                           period: int, rank_by: torch.Tensor | None = None) -> torch.Tensor:
-    """Units whose contribution is in the lowest ``ratio`` for every query and every neighbour.
+def low_votes(query: torch.Tensor, bank: torch.Tensor, k: int, ratio: float, period: int,
+              rank_by: torch.Tensor | None = None) -> torch.Tensor:
+    """For every query and each of its k nearest bank items, which units are among the lowest ``ratio``
+    of contributions ``|s_c * g_c|`` to their similarity.
 
     Args:
         query: (B, C) student features.
@@ -45,21 +46,23 @@ def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, rati
             the authors' search); default: ``query``.
 
     Returns:
-        Bool tensor of length ``period``: True = always low.
+        Bool tensor (B, k, period): True = low for that sample and neighbour.
     """
     q = F.normalize(query.float(), dim=1)
     g = F.normalize(bank.to(query.device).float(), dim=1)
     r = q if rank_by is None else F.normalize(rank_by.to(query.device).float(), dim=1)
-    k = min(k, len(g))
-    nbr = (r @ g.T).topk(k, dim=1).indices                       # B x k
+    nbr = (r @ g.T).topk(min(k, len(g)), dim=1).indices           # B x k
     contrib = (q.unsqueeze(1) * g[nbr]).abs()                    # B x k x C
     contrib = contrib.view(*contrib.shape[:2], -1, period).sum(2)  # B x k x units
-    n_low = int(ratio * period)
-    if n_low == 0:
-        return torch.zeros(period, dtype=torch.bool, device=q.device)
-    low_idx = contrib.argsort(dim=2)[..., :n_low]                 # B x k x n_low
-    low = torch.zeros_like(contrib, dtype=torch.bool).scatter_(2, low_idx, True)
-    return low.flatten(0, 1).all(0)
+    low_idx = contrib.argsort(dim=2)[..., :int(ratio * period)]   # B x k x n_low
+    return torch.zeros_like(contrib, dtype=torch.bool).scatter_(2, low_idx, True)
+
+
+def low_contribution_units(query: torch.Tensor, bank: torch.Tensor, k: int, ratio: float,
+                           period: int, rank_by: torch.Tensor | None = None) -> torch.Tensor:
+    """Units whose contribution is in the lowest ``ratio`` for every query and every neighbour
+    (:func:`low_votes` unanimous); a bool tensor of length ``period``, True = always low."""
+    return low_votes(query, bank, k, ratio, period, rank_by).flatten(0, 1).all(0)
 
 
 NEIGHBOUR_SEARCHES = ("student", "teacher")

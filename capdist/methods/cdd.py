@@ -106,7 +106,7 @@ def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, 
     steps_per_epoch = len(IdentityBatchSampler(data.train.pids, t.batch_size, t.seed, t.instances))
     timing = schedule_timing(config, steps_per_epoch)
     example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
-    preflight([teacher_model, student_model], example)
+    preflight([teacher_model, student_model] if student else [teacher_model], example)
     with removed_on_failure(out):
         if ctx.is_main:
             prepare_out_dir(out, overwrite=run.overwrite, resume=run.resume,

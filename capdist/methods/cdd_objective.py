@@ -95,10 +95,10 @@ class CDDObjective(nn.Module):
                         "blocks on both sides, so the pooled outputs of the four stages are compared instead "
                         "(feature_loss 'stage' in the report)")
         self.group_layers: dict[str, str] = {}
-        self._captures = [FeatureCapture(student, self.stages, pool=True),
-                          FeatureCapture(teacher, self.stages + self.blocks, pool=True),
-                          FeatureCapture(student, [b + ".compactor" for b in self.blocks], inputs=True, pool=True),
-                          None, None]
+        self._stages_s = FeatureCapture(student, self.stages, pool=True)
+        self._features_t = FeatureCapture(teacher, self.stages + self.blocks, pool=True)
+        self._blocks_s = FeatureCapture(student, [b + ".compactor" for b in self.blocks], inputs=True, pool=True)
+        self._groups: tuple[FeatureCapture, FeatureCapture] | None = None
         self.extras = DistillObjective(parse_spec(config.extra), student, teacher, example) if config.extra else None
         self.kept_head = TeacherHead(student) if config.gallery == "teacher" else None
         self.task = task_loss_for(student, teacher.model, example, num_classes, kd=config.kd,
@@ -112,7 +112,7 @@ class CDDObjective(nn.Module):
         prefix = "model." if unwrapped(student) is not student else ""
         self.group_layers = {g.name: prefix + g.spec.anchors[0] for g in cm.groups}
         names = list(self.group_layers.values())
-        self._captures[3:] = [FeatureCapture(student, names, pool=True), FeatureCapture(teacher, names, pool=True)]
+        self._groups = FeatureCapture(student, names, pool=True), FeatureCapture(teacher, names, pool=True)
 
     def forward(self, net: nn.Module, images: torch.Tensor, pids: torch.Tensor, step: int) -> dict:
         """The step's loss and its terms (the :class:`capdist.engine.Trainer` objective)."""
@@ -125,17 +125,17 @@ class CDDObjective(nn.Module):
 
     def feature_term(self) -> torch.Tensor:
         """The unweighted feature loss of the last forward pass."""
-        cap_s, cap_t, cap_pre = self._captures[:3]
+        s, t = (self._blocks_s.features, self._features_t.features)
         if self.blocks:
-            return block_feature_loss([cap_pre.features[b + ".compactor"] for b in self.blocks],
-                                      [cap_t.features[b] for b in self.blocks])
-        return pooled_feature_loss([cap_s.features[n] for n in self.stages], [cap_t.features[n] for n in self.stages])
+            return block_feature_loss([s[b + ".compactor"] for b in self.blocks], [t[b] for b in self.blocks])
+        s = self._stages_s.features
+        return pooled_feature_loss([s[n] for n in self.stages], [t[n] for n in self.stages])
 
     def pooled_features(self) -> PooledFeatures:
         """The last forward pass's pooled features per compacted group, student and teacher."""
-        _, _, _, cap_s, cap_t = self._captures
-        return PooledFeatures({g: cap_s.features[n].detach() for g, n in self.group_layers.items()},
-                              {g: cap_t.features[n].detach() for g, n in self.group_layers.items()})
+        s, t = (c.features for c in self._groups)
+        return PooledFeatures({g: s[n].detach() for g, n in self.group_layers.items()},
+                              {g: t[n].detach() for g, n in self.group_layers.items()})
 
     def weights(self) -> dict[str, float]:
         """Every term with its weight, as the report lists them."""
@@ -146,9 +146,8 @@ class CDDObjective(nn.Module):
 
     def remove(self) -> None:
         """Remove the forward hooks."""
-        for capture in self._captures:
-            if capture is not None:
-                capture.remove()
+        for capture in (self._stages_s, self._features_t, self._blocks_s, *(self._groups or ())):
+            capture.remove()
 
     @property
     def feature_layers(self) -> list[str]:

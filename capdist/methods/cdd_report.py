@@ -20,31 +20,28 @@ from ..engine.outputs import model_rows, save_result
 from ..measure.latency_budget import LatencyBudget
 from ..measure.report import plot_mask_history
 from ..models.view import wrapped_like
-from ..settings import flatten
 from .cdd_objective import CDDObjective
 from .finetune import finetune
 from .settings import CompressConfig
 from .task_loss import nce_suffix
 
-# settings the method label names when they differ from the defaults, and how
-LABELLED = (("min_ratio", "min-ratio {:g}"), ("residual_compactor", "{} residual compactors"),
-            ("feature_loss", "{} loss"))
-
 
 def method_label(config: CompressConfig, round_to: int) -> str:
     """The report's method name: the schedule, then every setting that differs from the defaults
     and changes what the method is."""
-    label = f"cdd-{config.schedule.kind}" + nce_suffix(config.distill)
-    label += "" if config.compactors.scope == "all" else f" ({config.compactors.scope})"
-    ours, defaults = flatten(config), flatten(CompressConfig())
-    label += "".join(f" ({fmt.format(ours[key])})" for key, fmt in LABELLED[:1] if ours[key] != defaults[key])
-    label += f" (round-to {round_to})" if round_to != 1 else ""
-    label += f" (latency target {config.target.latency:g})" if config.target.latency is not None else ""
-    label += "".join(f" ({fmt.format(ours[key])})" for key, fmt in LABELLED[1:] if ours[key] != defaults[key])
-    label += " (teacher gallery)" if config.distill.gallery == "teacher" else ""
-    if config.schedule.kind == "retrieval" and config.schedule.neighbours != defaults["rggr_neighbours"]:
-        label += f" ({config.schedule.neighbours}-ranked neighbours)"
-    return label + (f" + {config.distill.extra}" if config.distill.extra else "")
+    c, d = config, CompressConfig()
+    notes = [(c.compactors.scope != "all", c.compactors.scope),
+             (c.target.min_ratio != d.target.min_ratio, f"min-ratio {c.target.min_ratio:g}"),
+             (round_to != 1, f"round-to {round_to}"),
+             (c.target.latency is not None, f"latency target {c.target.latency:g}" if c.target.latency else ""),
+             (c.compactors.residual_compactor != d.compactors.residual_compactor,
+              f"{c.compactors.residual_compactor} residual compactors"),
+             (c.distill.feature_loss != d.distill.feature_loss, f"{c.distill.feature_loss} loss"),
+             (c.distill.gallery == "teacher", "teacher gallery"),
+             (c.schedule.kind == "retrieval" and c.schedule.neighbours != d.schedule.neighbours,
+              f"{c.schedule.neighbours}-ranked neighbours")]
+    label = f"cdd-{c.schedule.kind}" + nce_suffix(c.distill) + "".join(f" ({text})" for on, text in notes if on)
+    return label + (f" + {c.distill.extra}" if c.distill.extra else "")
 
 
 def _latency_row(config: CompressConfig, budget: LatencyBudget, rows: list[dict], device: str,

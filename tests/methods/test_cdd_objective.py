@@ -33,6 +33,6 @@ def test_cdd_objective_of_a_student_equal_to_its_teacher_has_zero_feature_loss(b
     for name in features.student:
         torch.testing.assert_close(features.student[name], features.teacher[name], atol=1e-5, rtol=1e-5)
     # taken before the ReLU: a block's pooled BN output has negative entries
-    pooled = objective._captures[1].features
+    pooled = objective._features_t.features
     assert any((pooled[b] < 0).any() for b in objective.blocks)
     objective.remove()
