@@ -16,6 +16,7 @@ import re
 import statistics
 from pathlib import Path
 
+from ..errors import CapdistError
 from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..measure.report import pyplot, save_figure
 
@@ -80,7 +81,10 @@ def baselines_for(entry: dict, method: str) -> list[str]:
 def p_values(mine: dict[int, float], theirs: dict[int, float]) -> tuple[float, float]:
     """Welch's two-sided p-value of two sets of per-seed figures, and the paired-by-seed one (over the
     seeds both have); NaN where a test is undefined (fewer than two values, no variance)."""
-    from scipy import stats
+    try:
+        from scipy import stats
+    except ImportError:
+        raise CapdistError("the seed table's p-values need scipy: pip install 'capdist[study]'") from None
 
     a, b = list(mine.values()), list(theirs.values())
     welch = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if min(len(a), len(b)) > 1 else float("nan")

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 MODEL_HELP = "Run directory, torchvision name, package.module:factory or timm:NAME (with --weights)."
-DATA_HELP = ("fmnist[:ROOT], fmnist-open, digits, folder:PATH (one folder per class), reid:PATH (Market-1501 / "
+DATA_HELP = ("fmnist[:ROOT], fmnist-open, fmnist-val and fmnist-open-val (validation splits carved from the "
+             "training images), digits, folder:PATH (one folder per class), reid:PATH (Market-1501 / "
              "DukeMTMC / MSMT17 layout).")
 
 

@@ -47,7 +47,10 @@ def _normalise(x: np.ndarray, scale: float) -> torch.Tensor:
 
 def load_digits_split(test_fraction: float = 0.3, seed: int = 0) -> ArraySplit:
     """scikit-learn's bundled 8x8 digits (1,797 images), split with a fixed seed."""
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError("the digits dataset needs scikit-learn: pip install 'capdist[digits]'") from None
 
     data = load_digits()
     x = _normalise(data.images, 16.0).unsqueeze(1)

@@ -1,5 +1,11 @@
 """Dataset specs as users type them: ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``digits``,
-``folder:PATH``, ``reid:PATH``.
+``folder:PATH``, ``reid:PATH``, and the validation splits ``fmnist-val`` and ``fmnist-open-val``.
+
+The validation splits are carved from Fashion-MNIST's *training* split only, so settings chosen on
+them never see a test image: ``fmnist-val`` trains on 50,000 training images and retrieves among the
+other 10,000 (a fixed draw); ``fmnist-open-val`` trains on classes 0-2 and retrieves among the
+training images of classes 3-4, unseen in training (the test protocol ``fmnist-open`` trains on 0-4
+and retrieves among the test images of 5-9).
 
 Example:
     >>> open_dataset("digits").num_classes
@@ -14,22 +20,37 @@ from ..errors import DataError
 from .arrays import FMNIST_ROOT, load_digits_split, load_fmnist_split
 from .retrieval import RetrievalData, TensorImages
 
-SPECS = ("fmnist[:ROOT]", "fmnist-open[:ROOT]", "digits", "folder:PATH", "reid:PATH")
+SPECS = ("fmnist[:ROOT]", "fmnist-open[:ROOT]", "fmnist-val[:ROOT]", "fmnist-open-val[:ROOT]", "digits",
+         "folder:PATH", "reid:PATH")
+FMNIST_KINDS = ("fmnist", "fmnist-open", "fmnist-val", "fmnist-open-val")
+VALIDATION_IMAGES = 10_000
 
 
 def _gray_to_rgb(x: torch.Tensor) -> torch.Tensor:
     return x.expand(-1, 3, -1, -1).contiguous()
 
 
-def _fmnist(root: str, open_set: bool) -> RetrievalData:
+def _fmnist_arrays(kind: str, root: str) -> tuple[torch.Tensor, ...]:
+    """Train images and labels, then query (= gallery) images and labels, of one protocol."""
     split = load_fmnist_split(root or FMNIST_ROOT)
+    if kind.endswith("-val"):
+        tx, ty = split.train_x, split.train_y
+        if kind == "fmnist-open-val":
+            return tx[ty < 3], ty[ty < 3], tx[(ty >= 3) & (ty < 5)], ty[(ty >= 3) & (ty < 5)] - 3
+        order = torch.randperm(len(ty), generator=torch.Generator().manual_seed(0))
+        held, kept = order[:VALIDATION_IMAGES].sort().values, order[VALIDATION_IMAGES:].sort().values
+        return tx[kept], ty[kept], tx[held], ty[held]
     tx, ty, qx, qy = split.train_x, split.train_y, split.test_x, split.test_y
-    if open_set:
-        keep_train, keep_test = ty < 5, qy >= 5
-        tx, ty, qx, qy = tx[keep_train], ty[keep_train], qx[keep_test], qy[keep_test] - 5
+    if kind == "fmnist-open":
+        return tx[ty < 5], ty[ty < 5], qx[qy >= 5], qy[qy >= 5] - 5
+    return tx, ty, qx, qy
+
+
+def _fmnist(kind: str, root: str) -> RetrievalData:
+    tx, ty, qx, qy = _fmnist_arrays(kind, root)
     test = TensorImages(_gray_to_rgb(qx), qy)
-    return RetrievalData("fmnist-open" if open_set else "fmnist", TensorImages(_gray_to_rgb(tx), ty),
-                         test, test, "class", int(ty.max()) + 1, (3, 28, 28), [0.2860] * 3, [0.3530] * 3)
+    return RetrievalData(kind, TensorImages(_gray_to_rgb(tx), ty), test, test, "class", int(ty.max()) + 1,
+                         (3, 28, 28), [0.2860] * 3, [0.3530] * 3)
 
 
 def _digits() -> RetrievalData:
@@ -69,8 +90,8 @@ def open_dataset(spec: str, image_size: tuple[int, int] | str | None = None, ski
     """Open a dataset from its spec string.
 
     Args:
-        spec: one of ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``digits``, ``folder:PATH``,
-            ``reid:PATH``.
+        spec: one of ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``fmnist-val[:ROOT]``,
+            ``fmnist-open-val[:ROOT]``, ``digits``, ``folder:PATH``, ``reid:PATH``.
         image_size: H, W the model sees (``(256, 128)`` or ``"256x128"``; default 128x64 for
             re-ID, 64x64 for folders, the native size for Fashion-MNIST and digits).
         skip_bad_images: skip unreadable images with a warning count instead of failing.
@@ -82,8 +103,8 @@ def open_dataset(spec: str, image_size: tuple[int, int] | str | None = None, ski
     """
     size = parse_image_size(image_size) if isinstance(image_size, str) else image_size
     kind, _, arg = spec.partition(":")
-    if kind in ("fmnist", "fmnist-open", "digits"):
-        data = _digits() if kind == "digits" else _fmnist(arg, open_set=kind == "fmnist-open")
+    if kind in (*FMNIST_KINDS, "digits"):
+        data = _digits() if kind == "digits" else _fmnist(kind, arg)
         return _resized(data, size) if size and tuple(size) != data.image_shape[1:] else data
     if kind in ("folder", "reid"):
         if not arg:

@@ -44,7 +44,10 @@ class OnnxModule(nn.Module):
 
     def __init__(self, path: str | Path) -> None:
         super().__init__()
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ExportError("onnxruntime is not installed: pip install 'capdist[export]' (or onnxruntime-gpu)") from None
 
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         batch = self.session.get_inputs()[0].shape[0]

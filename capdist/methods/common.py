@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..data import RetrievalData, open_dataset
+from ..errors import UnsupportedModel
 from ..io.sources import open_model
 
 log = logging.getLogger("capdist")
@@ -88,14 +89,37 @@ class RunOptions:
     recipe: dict | None = None
 
 
+def _embedding(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
+    out = model(example)
+    return out["embedding"] if isinstance(out, dict) else out
+
+
 def preflight(models: list[nn.Module], example: torch.Tensor) -> None:
-    """One eval-mode forward of each model on a real batch, before anything is written: a model whose
-    output holds no embedding where capdist looks fails here, with its one-line reason."""
+    """A forward of each model in eval mode and in training mode on a real batch (two images or more),
+    before anything is written: a model whose output holds no embedding where capdist looks, or whose
+    training-mode output is not the embedding it deploys (torchreid's ``loss='softmax'`` returns the
+    logits in training), fails here with its one-line reason. The training-mode pass leaves the
+    model's buffers (BatchNorm statistics) as they were.
+
+    Raises:
+        UnsupportedModel: no embedding, or training and eval embeddings of different widths.
+    """
     with torch.no_grad():
         for model in models:
             was = model.training
-            model.eval()(example)
-            model.train(was)
+            buffers = {name: b.clone() for name, b in model.named_buffers()}
+            try:
+                deployed = _embedding(model.eval(), example)
+                trained = _embedding(model.train(), example)
+            finally:
+                for name, b in model.named_buffers():
+                    b.copy_(buffers[name])
+                model.train(was)
+            if trained.flatten(1).shape[1:] != deployed.flatten(1).shape[1:]:
+                raise UnsupportedModel(
+                    f"in training mode the model's embedding is {trained.flatten(1).shape[1]} wide, in eval mode "
+                    f"{deployed.flatten(1).shape[1]}: training would distil the wrong output (torchreid: build "
+                    "with loss=triplet and --embedding-output 1, whose training output is (logits, features))")
 
 
 def resolve_data(data: str | RetrievalData, train_subset: int | None = None, test_subset: int | None = None,

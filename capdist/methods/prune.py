@@ -28,7 +28,7 @@ from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from ..models.view import has_logits, unwrapped, wrapped_like
 from ..pruners import METHODS, prune_to_flops
 from ..settings import Settings, setting
-from .common import ModelSource, RunOptions, resolve_data
+from .common import ModelSource, RunOptions, preflight, resolve_data
 from .finetune import finetune
 from .settings import DistillConfig, ReportConfig, TargetConfig
 from .task_loss import nce_suffix
@@ -137,6 +137,7 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
     check_out_dir(out, overwrite=run.overwrite)
     source = ModelSource.of(teacher)
     teacher = source.open(data.num_classes)
+    preflight([teacher], torch.stack([data.train[i][0] for i in range(2)]))
     table = None
     if config.target.latency is not None:
         size = tuple(config.report.latency_input_size or data.image_shape)

@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 import torchvision
@@ -21,7 +22,9 @@ def build_model(spec: str, **kwargs) -> nn.Module:
 
     Args:
         spec: a torchvision classification model name (``resnet18``), a capdist tiny
-            model (``tiny_resnet``), ``package.module:factory`` or ``timm:NAME`` (timm installed).
+            model (``tiny_resnet``), ``package.module:factory`` (the part before the colon may also be
+            an attribute a package re-exports, e.g. ``torchreid.models:build_model``), ``timm:NAME``
+            or ``torchreid:NAME`` (``osnet_x1_0``; built with ``loss='triplet'``, no download).
         **kwargs: passed to the constructor (e.g. ``num_classes``).
 
     Raises:
@@ -29,10 +32,12 @@ def build_model(spec: str, **kwargs) -> nn.Module:
     """
     if spec.startswith("timm:"):
         return _checked(spec, _timm_factory(spec[5:]), kwargs)
+    if spec.startswith("torchreid:"):
+        return _checked(spec, _torchreid_factory(spec[10:]), kwargs)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
-            factory = getattr(importlib.import_module(module_name), attr)
+            factory = getattr(import_path(module_name), attr)
         except Exception as exc:  # a user's module may fail to import in any way
             raise UnsupportedModel(f"cannot import model factory '{spec}': {type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0][:120] if str(exc) else ''}") from None
@@ -76,6 +81,51 @@ def set_last_stride(model: nn.Module, stride: int, spec: str = "") -> None:
     conv.stride = (stride, stride)
     if block.downsample is not None:
         block.downsample[0].stride = (stride, stride)
+
+
+def import_path(dotted: str):
+    """The object a dotted path names: the longest importable module, then attributes
+    (``torchreid.models`` is an attribute that ``torchreid`` re-exports, not a module).
+
+    Raises:
+        ImportError: not even the first part imports.
+    """
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        name = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name) or cut == 1:
+                raise  # a module that exists failed inside, or nothing of the path imports
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(dotted)
+
+
+TORCHREID_DEFAULTS = {"loss": "triplet", "pretrained": False}
+
+
+def _torchreid_factory(name: str):
+    """torchreid's ``build_model`` for one architecture: ``loss='triplet'`` (its training output is
+    ``(logits, features)``, so the features are the embedding in both modes) and no ImageNet download
+    (the user's checkpoint holds the weights)."""
+    try:
+        models = import_path("torchreid.reid.models")
+    except ImportError as exc:
+        raise UnsupportedModel(f"torchreid is not usable ({exc}): pip install 'capdist[torchreid]'") from None
+    known = sorted(getattr(models, "__model_factory", {}))
+    if known and name not in known:
+        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
+        raise UnsupportedModel(f"unknown torchreid model '{name}'" + (f"; close matches: {', '.join(close)}"
+                                                                      if close else ""))
+
+    def create(**kwargs):
+        return models.build_model(name=name, **{**TORCHREID_DEFAULTS, **kwargs})
+
+    return create
 
 
 def _timm_factory(name: str):

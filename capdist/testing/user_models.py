@@ -79,3 +79,17 @@ class TwoOutputs(nn.Module):
 def two_outputs(num_classes: int = 10) -> TwoOutputs:
     """A :class:`TwoOutputs` (a factory for ``package.module:factory`` specs)."""
     return TwoOutputs(num_classes)
+
+
+class LogitsInTraining(TwoOutputs):
+    """Returns the logits alone in training mode and the embedding in eval mode (torchreid's
+    ``loss='softmax'`` contract): its training output is not the embedding it deploys."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits, embedding = super().forward(x)
+        return logits if self.training else embedding
+
+
+def logits_in_training(num_classes: int = 5) -> LogitsInTraining:
+    """A :class:`LogitsInTraining` (a factory for ``package.module:factory`` specs)."""
+    return LogitsInTraining(num_classes)

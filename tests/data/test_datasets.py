@@ -36,6 +36,40 @@ def test_fmnist_open_set_has_unseen_test_classes():
     assert len(open_.query) == 5000 and open_.num_classes == 5
 
 
+def _write_idx(path, array: np.ndarray) -> None:
+    import gzip
+    import struct
+
+    header = struct.pack(">I", 0x0800 | array.ndim) + struct.pack(">" + "I" * array.ndim, *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def _indices(images: torch.Tensor) -> set[int]:
+    """The training index written into pixels (0, 0) and (0, 1) of each image (undoing the normalisation)."""
+    raw = (images[:, 0, 0, :2] * 0.3530 + 0.2860) * 255
+    return set((raw[:, 0].round() * 250 + raw[:, 1].round()).long().tolist())
+
+
+def test_validation_splits_never_touch_the_test_images(tmp_path):
+    n = 12_000  # training image i carries i in two pixels; every test image is all 255
+    train_x = np.zeros((n, 28, 28), np.uint8)
+    train_x[:, 0, 0], train_x[:, 0, 1] = np.arange(n) // 250, np.arange(n) % 250
+    for name, array in (("train-images-idx3-ubyte.gz", train_x), ("train-labels-idx1-ubyte.gz", np.arange(n) % 10),
+                        ("t10k-images-idx3-ubyte.gz", np.full((50, 28, 28), 255)),
+                        ("t10k-labels-idx1-ubyte.gz", np.arange(50) % 10)):
+        _write_idx(tmp_path / name, array)
+    closed = open_dataset(f"fmnist-val:{tmp_path}")
+    train, held = _indices(closed.train.images), _indices(closed.query.images)
+    assert len(held) == 10_000 and not train & held and train | held == set(range(n))
+    assert closed.num_classes == 10 and closed.query is closed.gallery
+    assert _indices(open_dataset(f"fmnist-val:{tmp_path}").query.images) == held  # a fixed draw
+    open_ = open_dataset(f"fmnist-open-val:{tmp_path}")
+    assert _indices(open_.train.images) == {i for i in range(n) if i % 10 < 3}
+    assert _indices(open_.query.images) == {i for i in range(n) if i % 10 in (3, 4)}
+    assert set(open_.train.pids.tolist()) == {0, 1, 2} and set(open_.query.pids.tolist()) == {0, 1}
+
+
 def test_folder_layouts(tmp_path):
     for split in ("train", "test"):
         for cls in ("a", "b"):

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Validation sweep: chooses compress's schedule and its epoch split on splits carved from Fashion-MNIST's
+# training images (fmnist-val: 10,000 held-out training images; fmnist-open-val: train on classes 0-2,
+# retrieve among classes 3-4), never on the test queries. Same budget as scripts/seed_study5.sh: ResNet-18
+# teacher 6 epochs on 3,000 images, every method 3 epochs on 3,000 images drawn by the seed, 2,000 queries,
+# KD for every method; Taylor pruning as the reference. Runs holding a report.json are kept (resumable).
+# Aggregate: python -m capdist.benchmarks.seed_table runs/bench/val docs/benchmarks/val-sweep
+set -euo pipefail
+R=${R:-runs/bench/val}
+PY=${PY:-python}
+SEEDS=${SEEDS:-"0 1 2"}
+TARGETS=${TARGETS:-"25 10"}
+run() { local out=$1; shift; [ -f "$out/report.json" ] && return 0; echo "$(date +%T) $out"; "$PY" -m capdist "$@" --out "$out" --overwrite --quiet > /dev/null; }
+for target in $TARGETS; do
+for data in fmnist-open-val fmnist-val; do
+  T="$R/teacher-$data"
+  [ -f "$T/model.safetensors" ] || "$PY" -m capdist train --model resnet18 --data "$data" --train-subset 3000 \
+      --epochs 6 --lr 0.05 --quiet --out "$T" --overwrite > /dev/null
+  common=(--data "$data" --train-subset 3000 --test-subset 2000 --target-flops "$(printf '0.%02d' "$target")")
+  C="$R/$data-$target"
+  for seed in $SEEDS; do
+    for schedule in retrieval contribution norm; do
+      run "$C/cdd-$schedule-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --schedule "$schedule" \
+          --seed "$seed"
+    done
+    for schedule in retrieval contribution; do
+      run "$C/cdd-$schedule-ft1-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 2 --finetune-epochs 1 \
+          --schedule "$schedule" --seed "$seed"
+    done
+    run "$C/taylor-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 --lr 0.1 \
+        --seed "$seed"
+  done
+done
+done

@@ -1,0 +1,59 @@
+"""torchreid models as a torchreid user names them, checked against the real package."""
+
+import pytest
+import torch
+
+torchreid_models = pytest.importorskip("torchreid.reid.models", reason="torchreid not installed (capdist[torchreid])")
+
+from capdist.cli.main import main  # noqa: E402
+from capdist.io.sources import open_model  # noqa: E402
+from capdist.methods.common import preflight  # noqa: E402
+from capdist.models.factory import build_model  # noqa: E402
+from capdist.models.view import RetrievalView  # noqa: E402
+
+
+def test_the_documented_name_resolves_through_the_re_exported_attribute():
+    # torchreid.models is an attribute torchreid re-exports, not an importable module
+    net = build_model("torchreid.models:build_model", name="osnet_x0_25", num_classes=7, loss="triplet",
+                      pretrained=False)
+    assert type(net).__name__ == "OSNet" and net.classifier.out_features == 7
+
+
+def _saved_checkpoint(tmp_path, net):
+    from torchreid.reid.utils import save_checkpoint
+
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    save_checkpoint({"state_dict": net.state_dict(), "epoch": 3, "rank1": 0.5, "optimizer": optimizer.state_dict()},
+                    str(tmp_path))
+    return tmp_path / "model.pth.tar-3"
+
+
+def test_torchreid_spec_loads_a_save_checkpoint_file_and_embeds_like_torchreid(tmp_path):
+    torch.manual_seed(0)
+    theirs = torchreid_models.build_model(name="osnet_x0_25", num_classes=11, loss="triplet", pretrained=False)
+    weights = _saved_checkpoint(tmp_path, theirs)
+    opened = open_model("torchreid:osnet_x0_25", str(weights), {"num_classes": 11})
+    assert isinstance(opened.model, RetrievalView) and "random init" not in opened.note
+    x = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.equal(opened.model.eval()(x)["embedding"], theirs.eval()(x))
+        preflight([opened.model], x)  # training output (logits, features): features are the embedding
+        assert opened.model.train()(x)["embedding"].shape == (2, 512)
+
+
+def test_softmax_loss_is_refused_before_training(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["capdist", "compress", "--teacher", "torchreid:osnet_x0_25", "--teacher-arg",
+                                     "loss=softmax", "--data", "digits", "--epochs", "2", "--out", str(tmp_path / "out")])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    code = exit_info.value.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "in training mode the model's embedding is 10 wide" in err[0], err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_torchreid_name_is_one_line_with_close_matches():
+    from capdist.errors import UnsupportedModel
+
+    with pytest.raises(UnsupportedModel, match="unknown torchreid model 'osnet_x9'.*osnet_x1_0"):
+        build_model("torchreid:osnet_x9")

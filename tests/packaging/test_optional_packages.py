@@ -1,0 +1,55 @@
+"""The core imports and runs without any optional package; each extra names its install command."""
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+OPTIONAL = ("onnx", "onnxruntime", "sklearn", "scipy", "timm", "torchreid", "tensorboard", "faiss", "openvino")
+
+# a module mapped to None in sys.modules is one Python cannot import (ModuleNotFoundError), as if absent
+BLOCKER = f"""
+import sys
+sys.modules.update(dict.fromkeys({OPTIONAL!r}))
+"""
+
+
+def _run(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", BLOCKER + code], capture_output=True, text=True, timeout=300)
+
+
+def test_core_commands_work_without_optional_packages(tmp_path):
+    done = _run(f"""
+import capdist, capdist.api, capdist.cli.main
+from capdist.cli.main import main
+sys.argv = ['capdist', 'train', '--model', 'tiny_resnet', '--data', 'folder:{tmp_path}/none', '--out', '{tmp_path}/o']
+main()
+""")
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2 and not (tmp_path / "o").exists()  # the bad folder, reported as one line
+
+
+def test_missing_extras_are_one_line_with_the_install_command():
+    done = _run("""
+from capdist.data import open_dataset
+from capdist.errors import CapdistError
+for call in (lambda: open_dataset('digits'), lambda: __import__('capdist.io.export', fromlist=['x']).OnnxModule('m'),
+             lambda: __import__('capdist.benchmarks.seed_table', fromlist=['x']).p_values({0: 1}, {0: 2})):
+    try:
+        call()
+    except CapdistError as exc:
+        print(exc)
+""")
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0, done.stderr
+    assert [line.split("pip install ")[1] for line in lines] == ["'capdist[digits]'", "'capdist[export]' (or onnxruntime-gpu)",
+                                                              "'capdist[study]'"]
+
+
+def test_torch_is_loose_in_the_package_and_pinned_for_make():
+    root = Path(__file__).resolve().parents[2]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    torch_req = next(d for d in project["dependencies"] if d.startswith("torch>") or d.startswith("torch="))
+    assert "==" not in torch_req and not any(d.startswith(("onnx", "scikit-learn")) for d in project["dependencies"])
+    assert "torch==2.14.1" in (root / "constraints.txt").read_text().split()
+    assert "-c constraints.txt" in (root / "Makefile").read_text()
