@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..data import open_dataset
 from ..methods import CompressConfig, ModelSource, RunOptions, compress
 from .config_file import config_option
 from .from_config import SectionedCommand, config_from, config_options
@@ -18,6 +17,7 @@ from .options import (
     check_single_target,
     data_options,
     model_source_options,
+    open_cli_data,
     run_options,
     train_settings,
 )
@@ -49,7 +49,7 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
     settings = train_settings(options, run.device)
     check_batch(config.train.batch_size, settings["instances"])
     config.train = dataclasses.replace(config.train, **settings)
-    dataset = open_dataset(data, options["image_size"], options["skip_bad_images"], options["cache_images"])
+    dataset = open_cli_data(data, options)
     source = ModelSource(teacher, weights, model_args, embedding_output, allow_partial)
     heavy = dataclasses.replace(source, spec=student, weights=student_weights) if student else None
     report = compress(source, dataset, config, out, run, student=heavy)

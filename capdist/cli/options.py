@@ -122,10 +122,21 @@ def _image_size(ctx, param, value):
     return _parsed(parse_image_size, DataError)(ctx, param, value)
 
 
+def open_cli_data(spec: str, options: dict):
+    """The dataset the data options describe (the pixel options are consumed)."""
+    from ..data import open_dataset
+    from ..data.pixels import PixelContract, parse_channels
+
+    pixels = PixelContract(int(options.pop("pixel_range")), parse_channels(options.pop("pixel_mean")),
+                           parse_channels(options.pop("pixel_std")))
+    return open_dataset(spec, options["image_size"], options["skip_bad_images"], options["cache_images"], pixels)
+
+
 def data_options(training: bool = True):
     """Options that decide how images are read and, for training commands, augmented.
 
-    Reading: ``--image-size``, ``--workers``, ``--cache-images``, ``--skip-bad-images``; training adds
+    Reading: ``--image-size``, ``--workers``, ``--cache-images``, ``--skip-bad-images``, the pixel
+    contract ``--pixel-range`` / ``--pixel-mean`` / ``--pixel-std``; training adds
     ``--instances`` (K), ``--pad``, ``--random-erasing``, ``--amp`` and ``--channels-last``.
     """
 
@@ -135,13 +146,22 @@ def data_options(training: bool = True):
         t, help_of = TrainConfig(), {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
         opts = [
             click.option("--image-size", default=None, callback=_image_size, metavar="HxW",
-                         help="Height x width the model sees, e.g. 256x128 (default: 128x64 re-ID, 64x64 folders, "
+                         help="Height x width the model sees, e.g. 256x128 (default: 256x128 re-ID, 64x64 folders, "
                               "native for fmnist/digits)."),
             click.option("--workers", type=click.IntRange(min=0), default=None,
                          help="Loader processes (default: the cores, at most 8, for images read from disk; 0 for data "
                               "in memory)."),
             click.option("--cache-images", is_flag=True, help="Decode every image once and keep it in memory."),
             click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (with a warning count)."),
+            click.option("--pixel-range", type=click.Choice(["1", "255"]), default="1", show_default=True,
+                         help="Pixel range the model takes: 1 for [0, 1] (torchvision, timm, torchreid), 255 for "
+                              "0-255 (fast-reid, which normalises inside; alone it feeds raw pixels)."),
+            click.option("--pixel-mean", default=None, metavar="R,G,B",
+                         help="Mean subtracted before the model, in --pixel-range units (default: ImageNet's for "
+                              "range 1, none for 255)."),
+            click.option("--pixel-std", default=None, metavar="R,G,B",
+                         help="Std divided by before the model, in --pixel-range units (default: ImageNet's for "
+                              "range 1, none for 255)."),
         ]
         if training:
             opts += [

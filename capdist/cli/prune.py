@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..data import open_dataset
 from ..methods import ModelSource, PruneConfig, RunOptions, prune
 from ..methods.prune import UNUSED
 from .config_file import config_option
@@ -19,6 +18,7 @@ from .options import (
     check_single_target,
     data_options,
     model_source_options,
+    open_cli_data,
     run_options,
     train_settings,
 )
@@ -46,6 +46,6 @@ def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, dat
     settings = train_settings(options, run.device)
     check_batch(config.train.batch_size, settings["instances"])
     config.train = dataclasses.replace(config.train, epochs=config.finetune_epochs, **settings)
-    dataset = open_dataset(data, options["image_size"], options["skip_bad_images"], options["cache_images"])
+    dataset = open_cli_data(data, options)
     prune(ModelSource(teacher, weights, model_args, embedding_output, allow_partial), dataset, config, out, run)
     click.echo(Path(out, "report.md").read_text())

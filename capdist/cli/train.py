@@ -8,13 +8,20 @@ from pathlib import Path
 
 import click
 
-from ..data import open_dataset
 from ..engine import TrainConfig
 from ..engine.evaluation import evaluate_models
 from ..methods import train_retrieval
 from .config_file import config_option
 from .from_config import SectionedCommand, config_from, config_options
-from .options import DATA_HELP, check_batch, check_device, data_options, model_source_options, train_settings
+from .options import (
+    DATA_HELP,
+    check_batch,
+    check_device,
+    data_options,
+    model_source_options,
+    open_cli_data,
+    train_settings,
+)
 
 
 def _print_metrics(label: str, m: dict) -> None:
@@ -52,7 +59,7 @@ def train_cmd(model_name, data, out, train_subset, embed_dim, last_stride, model
     backbone_kwargs = parse_model_args(model_args)
     if last_stride == 1:
         backbone_kwargs["last_stride"] = 1
-    dataset = open_dataset(data, data_kw["image_size"], data_kw["skip_bad_images"], data_kw["cache_images"])
+    dataset = open_cli_data(data, data_kw)
     cfg = dataclasses.replace(trained, checkpoint_every=checkpoint_every, **settings)
     result = train_retrieval(model_name, dataset, cfg, out, train_subset=train_subset, embed_dim=embed_dim,
                              resume=resume, overwrite=overwrite, device=device, weights=weights,
@@ -71,13 +78,13 @@ def train_cmd(model_name, data, out, train_subset, embed_dim, last_stride, model
 @click.option("--flip-test", is_flag=True, help="Average each embedding with its mirror image's.")
 @click.option("--device", default="cpu", show_default=True, callback=check_device)
 @click.option("--json", "as_json", is_flag=True)
-def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, image_size, workers,
-             cache_images, skip_bad_images, gallery_model, flip_test, device, as_json) -> None:
+def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, gallery_model, flip_test,
+             device, as_json, **reading) -> None:
     """Retrieval metrics of a trained or compressed model (mAP, R@1/5/10, mINP)."""
     from ..io.run_dir import load_retrieval
     from ..io.sources import open_model
 
-    dataset = open_dataset(data, image_size, skip_bad_images, cache_images)
+    dataset = open_cli_data(data, reading)
     if Path(model_dir).is_dir() and not weights:
         model = load_retrieval(model_dir)
     else:
@@ -85,7 +92,7 @@ def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, da
         click.echo(f"model: {opened.note}", err=True)
         model = opened.model
     gallery = load_retrieval(gallery_model) if gallery_model else None
-    result = evaluate_models(model, dataset, gallery, device=device, flip=flip_test, workers=workers)
+    result = evaluate_models(model, dataset, gallery, device=device, flip=flip_test, workers=reading["workers"])
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,10 @@ from torch.utils.data import Dataset
 
 from ..errors import DataError
 from ..progress import progress
+from .pixels import PixelContract
 from .retrieval import JUNK_ID, RetrievalData, TensorImages
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 _MARKET = re.compile(r"^(-?\d+)_c(\d+)")
 
 
@@ -133,14 +133,25 @@ def _class_folder(folder: Path, classes: dict[str, int] | None) -> tuple[list[Pa
     return paths, labels, classes
 
 
-def _image_set(paths, pids, camids, size, skip_bad, cache: bool) -> ImageFiles | TensorImages:
-    kept = _readable(paths, skip_bad)
+@dataclass(frozen=True)
+class Reading:
+    """How images are read: the size they are resized to, unreadable files skipped or not, decoded once
+    into memory or on access, and the model's pixel contract."""
+
+    size: tuple[int, int]
+    skip_bad: bool = False
+    cache: bool = False
+    pixels: PixelContract = PixelContract()
+
+
+def _image_set(paths, pids, camids, reading: Reading) -> ImageFiles | TensorImages:
+    kept = _readable(paths, reading.skip_bad)
     files = ImageFiles([paths[i] for i in kept], torch.tensor([pids[i] for i in kept]),
-                       torch.tensor([camids[i] for i in kept]), size, IMAGENET_MEAN, IMAGENET_STD)
-    return files.cached() if cache else files
+                       torch.tensor([camids[i] for i in kept]), reading.size, *reading.pixels.normalisation())
+    return files.cached() if reading.cache else files
 
 
-def open_folder(root: str, size: tuple[int, int], skip_bad: bool = False, cache: bool = False) -> RetrievalData:
+def open_folder(root: str, reading: Reading) -> RetrievalData:
     """``root/train/CLASS/*`` plus ``root/test/CLASS/*`` or ``root/query`` + ``root/gallery``."""
     base = Path(root)
     if not base.is_dir():
@@ -149,21 +160,21 @@ def open_folder(root: str, size: tuple[int, int], skip_bad: bool = False, cache:
     if len(set(labels)) < 2:
         raise DataError(f"{base / 'train'} has one class ({next(iter(classes))}); retrieval training needs at "
                         "least two (one subfolder per class)")
-    train = _image_set(paths, labels, [0] * len(labels), size, skip_bad, cache)
+    train = _image_set(paths, labels, [0] * len(labels), reading)
     if (base / "test").is_dir():
         p, lab, _ = _class_folder(base / "test", dict(classes))
-        test = _image_set(p, lab, [0] * len(lab), size, skip_bad, cache)
+        test = _image_set(p, lab, [0] * len(lab), reading)
         query = gallery = test
     elif (base / "query").is_dir() and (base / "gallery").is_dir():
         shared = dict(classes)
         p, lab, shared = _class_folder(base / "query", shared)
-        query = _image_set(p, lab, [0] * len(lab), size, skip_bad, cache)
+        query = _image_set(p, lab, [0] * len(lab), reading)
         p, lab, _ = _class_folder(base / "gallery", shared)
-        gallery = _image_set(p, lab, [1] * len(lab), size, skip_bad, cache)
+        gallery = _image_set(p, lab, [1] * len(lab), reading)
     else:
         raise DataError(f"{base} needs test/ or query/ and gallery/ beside train/")
     return RetrievalData(f"folder:{root}", train, query, gallery, "class", len(set(labels)),
-                         (3, *size), IMAGENET_MEAN, IMAGENET_STD)
+                         (3, *reading.size), *reading.pixels.normalisation())
 
 
 def parse_reid_name(name: str) -> tuple[int, int]:
@@ -179,7 +190,7 @@ def parse_reid_name(name: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2)) - 1
 
 
-def _reid_dir(folder: Path, size, skip_bad, relabel: bool, cache: bool) -> tuple[TensorImages, int]:
+def _reid_dir(folder: Path, reading: Reading, relabel: bool) -> tuple[TensorImages, int]:
     paths = _images(folder)
     if not paths:
         raise DataError(f"re-ID folder {folder} contains no images")
@@ -191,10 +202,10 @@ def _reid_dir(folder: Path, size, skip_bad, relabel: bool, cache: bool) -> tuple
     if relabel:
         mapping = {pid: j for j, pid in enumerate(sorted(set(pids)))}
         pids = [mapping[p] for p in pids]
-    return _image_set(paths, pids, cams, size, skip_bad, cache), len(set(pids))
+    return _image_set(paths, pids, cams, reading), len(set(pids))
 
 
-def _msmt_list(base: Path, listfile: str, folder: str, size, skip_bad, relabel: bool, cache: bool):
+def _msmt_list(base: Path, listfile: str, folder: str, reading: Reading, relabel: bool):
     lines = (base / listfile).read_text().split("\n")
     paths, pids, cams = [], [], []
     for line in filter(None, (ln.strip() for ln in lines)):
@@ -209,10 +220,10 @@ def _msmt_list(base: Path, listfile: str, folder: str, size, skip_bad, relabel: 
     if relabel:
         mapping = {pid: j for j, pid in enumerate(sorted(set(pids)))}
         pids = [mapping[p] for p in pids]
-    return _image_set(paths, pids, cams, size, skip_bad, cache), len(set(pids))
+    return _image_set(paths, pids, cams, reading), len(set(pids))
 
 
-def open_reid(root: str, size: tuple[int, int], skip_bad: bool = False, cache: bool = False) -> RetrievalData:
+def open_reid(root: str, reading: Reading) -> RetrievalData:
     """Market-1501 / DukeMTMC-reID, VeRi-776 or MSMT17, detected from the folder layout."""
     base = Path(root)
     if not base.is_dir():
@@ -221,18 +232,18 @@ def open_reid(root: str, size: tuple[int, int], skip_bad: bool = False, cache: b
                "veri": ("image_train", "image_query", "image_test")}
     for train_dir, query_dir, gallery_dir in layouts.values():
         if (base / train_dir).is_dir():
-            train, classes = _reid_dir(base / train_dir, size, skip_bad, True, cache)
+            train, classes = _reid_dir(base / train_dir, reading, True)
             if classes < 2:
                 raise DataError(f"{base / train_dir} has {classes} identity; re-ID training needs at least two")
-            query, _ = _reid_dir(base / query_dir, size, skip_bad, False, cache)
-            gallery, _ = _reid_dir(base / gallery_dir, size, skip_bad, False, cache)
-            return RetrievalData(f"reid:{root}", train, query, gallery, "reid", classes, (3, *size),
-                                 IMAGENET_MEAN, IMAGENET_STD)
+            query, _ = _reid_dir(base / query_dir, reading, False)
+            gallery, _ = _reid_dir(base / gallery_dir, reading, False)
+            return RetrievalData(f"reid:{root}", train, query, gallery, "reid", classes, (3, *reading.size),
+                                 *reading.pixels.normalisation())
     if (base / "list_train.txt").is_file():
-        train, classes = _msmt_list(base, "list_train.txt", "train", size, skip_bad, True, cache)
-        query, _ = _msmt_list(base, "list_query.txt", "test", size, skip_bad, False, cache)
-        gallery, _ = _msmt_list(base, "list_gallery.txt", "test", size, skip_bad, False, cache)
-        return RetrievalData(f"reid:{root}", train, query, gallery, "reid", classes, (3, *size),
-                             IMAGENET_MEAN, IMAGENET_STD)
+        train, classes = _msmt_list(base, "list_train.txt", "train", reading, True)
+        query, _ = _msmt_list(base, "list_query.txt", "test", reading, False)
+        gallery, _ = _msmt_list(base, "list_gallery.txt", "test", reading, False)
+        return RetrievalData(f"reid:{root}", train, query, gallery, "reid", classes, (3, *reading.size),
+                             *reading.pixels.normalisation())
     raise DataError(f"{base} is not a known re-ID layout (bounding_box_train/ for Market/Duke, "
                     "image_train/ for VeRi, list_train.txt for MSMT17)")

@@ -18,12 +18,14 @@ import torch
 
 from ..errors import DataError
 from .arrays import FMNIST_ROOT, load_digits_split, load_fmnist_split
+from .pixels import PixelContract
 from .retrieval import RetrievalData, TensorImages
 
 SPECS = ("fmnist[:ROOT]", "fmnist-open[:ROOT]", "fmnist-val[:ROOT]", "fmnist-open-val[:ROOT]", "digits",
          "folder:PATH", "reid:PATH")
 FMNIST_KINDS = ("fmnist", "fmnist-open", "fmnist-val", "fmnist-open-val")
 VALIDATION_IMAGES = 10_000
+REID_SIZE = (256, 128)
 
 
 def _gray_to_rgb(x: torch.Tensor) -> torch.Tensor:
@@ -86,32 +88,38 @@ def parse_image_size(text: str) -> tuple[int, int]:
 
 
 def open_dataset(spec: str, image_size: tuple[int, int] | str | None = None, skip_bad_images: bool = False,
-                 cache_images: bool = False) -> RetrievalData:
+                 cache_images: bool = False, pixels: PixelContract | None = None) -> RetrievalData:
     """Open a dataset from its spec string.
 
     Args:
         spec: one of ``fmnist[:ROOT]``, ``fmnist-open[:ROOT]``, ``fmnist-val[:ROOT]``,
             ``fmnist-open-val[:ROOT]``, ``digits``, ``folder:PATH``, ``reid:PATH``.
-        image_size: H, W the model sees (``(256, 128)`` or ``"256x128"``; default 128x64 for
-            re-ID, 64x64 for folders, the native size for Fashion-MNIST and digits).
+        image_size: H, W the model sees (``(256, 128)`` or ``"256x128"``; default 256x128 for
+            re-ID, as the field trains, 64x64 for folders, the native size for Fashion-MNIST and digits).
         skip_bad_images: skip unreadable images with a warning count instead of failing.
         cache_images: decode every image now and keep it in memory (folders; Fashion-MNIST and
             digits are always in memory).
+        pixels: the model's input contract (folders; default ``[0, 1]`` pixels, ImageNet mean / std).
 
     Raises:
-        DataError: unknown spec, missing path, empty folder or malformed layout.
+        DataError: unknown spec, missing path, empty folder or malformed layout, a pixel contract for
+            the in-memory datasets.
     """
     size = parse_image_size(image_size) if isinstance(image_size, str) else image_size
     kind, _, arg = spec.partition(":")
+    pixels = pixels or PixelContract()
     if kind in (*FMNIST_KINDS, "digits"):
+        if not pixels.default:
+            raise DataError(f"--pixel-range / --pixel-mean / --pixel-std apply to image folders (folder:, reid:), "
+                            f"not to '{kind}', which is normalised in memory")
         data = _digits() if kind == "digits" else _fmnist(kind, arg)
         return _resized(data, size) if size and tuple(size) != data.image_shape[1:] else data
     if kind in ("folder", "reid"):
         if not arg:
             raise DataError(f"dataset spec '{spec}' needs a path: {kind}:PATH")
-        from .folders import open_folder, open_reid
+        from .folders import Reading, open_folder, open_reid
 
         if kind == "folder":
-            return open_folder(arg, size or (64, 64), skip_bad_images, cache_images)
-        return open_reid(arg, size or (128, 64), skip_bad_images, cache_images)
+            return open_folder(arg, Reading(size or (64, 64), skip_bad_images, cache_images, pixels))
+        return open_reid(arg, Reading(size or REID_SIZE, skip_bad_images, cache_images, pixels))
     raise DataError(f"unknown dataset '{spec}'; use one of: {', '.join(SPECS)}")

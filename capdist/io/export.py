@@ -47,7 +47,8 @@ class OnnxModule(nn.Module):
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ExportError("onnxruntime is not installed: pip install 'capdist[export]' (or onnxruntime-gpu)") from None
+            raise ExportError("onnxruntime is not installed: pip install 'capdist[export]' "
+                              "(or onnxruntime-gpu)") from None
 
         self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         batch = self.session.get_inputs()[0].shape[0]

@@ -71,6 +71,8 @@ CASES = [
     (["prune", "--teacher", "capdist.testing.user_models:two_outputs", "--data", "digits"],
      "returns a tuple of 2; name the embedding with --embedding-output INDEX"),
     (TRAIN + ["--model", "nosuchnet"], "unknown model 'nosuchnet'"),
+    (TRAIN + ["--model", "tiny_resnet", "--pixel-mean", "1,2"], "'1,2' must be three numbers R,G,B"),
+    (COMPRESS + ["--pixel-range", "255"], "apply to image folders"),
     (TRAIN + ["--model", "nosuchpkg.models:build"], "nosuchpkg"),
     (TRAIN + ["--model", "tiny_resnet", "--weights", "/nonexistent/w.safetensors"], "w.safetensors"),
     (TRAIN + ["--model", "tiny_resnet", "--lr", "nan"], "not a finite number"),

@@ -70,6 +70,25 @@ def test_validation_splits_never_touch_the_test_images(tmp_path):
     assert set(open_.train.pids.tolist()) == {0, 1, 2} and set(open_.query.pids.tolist()) == {0, 1}
 
 
+def test_pixel_contract_feeds_what_the_model_takes(tmp_path):
+    from capdist.data.pixels import PixelContract
+
+    for split in ("train", "test"):
+        for cls in ("a", "b"):
+            _img(tmp_path / split / cls / "x.png", value=200)
+    def first(pixels):
+        return open_dataset(f"folder:{tmp_path}", (8, 8), pixels=pixels).train[0][0]
+
+    assert torch.allclose(first(None)[0], torch.full((8, 8), (200 / 255 - 0.485) / 0.229))  # ImageNet, [0, 1]
+    assert torch.allclose(first(PixelContract(255)), torch.full((3, 8, 8), 200.0))  # raw: fast-reid normalises inside
+    fastreid = PixelContract(255, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375))
+    assert torch.allclose(first(fastreid)[2], torch.full((8, 8), (200 - 103.53) / 57.375), atol=1e-5)
+    with pytest.raises(DataError, match="apply to image folders"):
+        open_dataset("digits", pixels=PixelContract(255))
+    with pytest.raises(DataError, match="--pixel-std must be positive"):
+        PixelContract(255, None, (1.0, 0.0, 1.0))
+
+
 def test_folder_layouts(tmp_path):
     for split in ("train", "test"):
         for cls in ("a", "b"):

@@ -43,7 +43,8 @@ def test_torchreid_spec_loads_a_save_checkpoint_file_and_embeds_like_torchreid(t
 
 def test_softmax_loss_is_refused_before_training(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr("sys.argv", ["capdist", "compress", "--teacher", "torchreid:osnet_x0_25", "--teacher-arg",
-                                     "loss=softmax", "--data", "digits", "--epochs", "2", "--out", str(tmp_path / "out")])
+                                     "loss=softmax", "--data", "digits", "--epochs", "2",
+                                     "--out", str(tmp_path / "out")])
     with pytest.raises(SystemExit) as exit_info:
         main()
     code = exit_info.value.code

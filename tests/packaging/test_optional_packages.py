@@ -2,8 +2,9 @@
 
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 OPTIONAL = ("onnx", "onnxruntime", "sklearn", "scipy", "timm", "torchreid", "tensorboard", "faiss", "openvino")
 
@@ -42,8 +43,8 @@ for call in (lambda: open_dataset('digits'), lambda: __import__('capdist.io.expo
 """)
     lines = done.stdout.splitlines()
     assert done.returncode == 0, done.stderr
-    assert [line.split("pip install ")[1] for line in lines] == ["'capdist[digits]'", "'capdist[export]' (or onnxruntime-gpu)",
-                                                              "'capdist[study]'"]
+    hints = [line.split("pip install ")[1] for line in lines]
+    assert hints == ["'capdist[digits]'", "'capdist[export]' (or onnxruntime-gpu)", "'capdist[study]'"]
 
 
 def test_torch_is_loose_in_the_package_and_pinned_for_make():
