@@ -119,7 +119,7 @@ def _prepare(model: nn.Module, embedding_output) -> nn.Module:
 
 def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: float | None = None, *,
              test_data: Dataset | DataLoader | None = None, out: str | Path | None = None,
-             embedding_output: str | int | None = None, device: str = "cpu", overwrite: bool = False,
+             embedding_output: str | int | None = None, device: str = "auto", overwrite: bool = False,
              config: CompressConfig | None = None, **settings) -> Compressed:
     """Compress ``model`` with CDD to ``target_flops`` of its FLOPs.
 
@@ -130,7 +130,7 @@ def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: f
         test_data: items to evaluate retrieval on (leave-one-out).
         out: keep the run directory here (``capdist.load(out)`` reloads the result).
         embedding_output: dict key or tuple index of the embedding in the model's output.
-        device: ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         overwrite: replace a non-empty ``out``.
         config: a whole :class:`capdist.methods.CompressConfig` (default: its defaults, the CLI's).
         **settings: any setting by the name of its command-line flag (``epochs=4``, ``schedule="norm"``,
@@ -147,7 +147,7 @@ def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: f
 
 def prune(model: nn.Module, train_data: Dataset | DataLoader, method: str | None = None,
           target_flops: float | None = None, *, test_data: Dataset | DataLoader | None = None,
-          out: str | Path | None = None, embedding_output: str | int | None = None, device: str = "cpu",
+          out: str | Path | None = None, embedding_output: str | int | None = None, device: str = "auto",
           overwrite: bool = False, config: PruneConfig | None = None, **settings) -> Compressed:
     """Prune ``model`` with a torch-pruning baseline to ``target_flops`` and fine-tune it.
 

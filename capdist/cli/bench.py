@@ -8,7 +8,7 @@ import click
 
 from ..benchmarks.study import PROFILES, run_study
 from .config_file import config_option
-from .options import check_device
+from .options import DEVICE_HELP, check_device
 
 
 @click.command("bench")
@@ -16,7 +16,7 @@ from .options import check_device
 @click.argument("dataset", type=click.Choice(["fmnist", "fmnist-open", "digits"]))
 @click.option("--profile", type=click.Choice(sorted(PROFILES)), default="quick", show_default=True)
 @click.option("--out", default=None, help="Default: docs/benchmarks/<dataset>-<profile>.")
-@click.option("--device", default="cpu", show_default=True, callback=check_device)
+@click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP)
 def bench_cmd(dataset: str, profile: str, out: str | None, device: str, recipe: dict) -> None:
     """CDD vs baseline pruners at equal FLOPs and training budget."""
     from ..io.recipe import RECIPE_FILE, write_recipe

@@ -18,7 +18,6 @@ DATA_HELP = ("fmnist[:ROOT], fmnist-open, fmnist-val and fmnist-open-val (valida
 def run_options(resume: bool = True):
     """``--train-subset``, ``--test-subset``, ``--device``, ``--overwrite`` (and ``--resume``)."""
 
-    from ..methods import RunOptions
 
     def decorate(func):
         opts = [
@@ -26,8 +25,7 @@ def run_options(resume: bool = True):
                          help="Train on this many images drawn by the seed."),
             click.option("--test-subset", type=click.IntRange(min=1), default=None,
                          help="Evaluate on the first N test queries."),
-            click.option("--device", default=RunOptions().device, show_default=True, callback=check_device,
-                         help="cpu, cuda or cuda:N."),
+            click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP),
             click.option("--overwrite", is_flag=True, help="Replace the run in --out (its files are removed first)."),
         ]
         if resume:
@@ -80,10 +78,16 @@ def open_cli_model(spec: str, weights: str | None, model_args: dict, embedding_o
     return opened.model
 
 
+DEVICE_HELP = "auto (CUDA when present, else the CPU), cpu, cuda or cuda:N."
+
+
 def check_device(ctx, param, value: str) -> str:
-    """``--device``: a device torch knows and this machine has."""
+    """``--device``: a device torch knows and this machine has (``auto`` resolved here)."""
     import torch
 
+    from ..engine.distributed import resolve_device
+
+    value = resolve_device(value)
     try:
         device = torch.device(value)
     except (RuntimeError, ValueError):

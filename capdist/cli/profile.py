@@ -11,7 +11,7 @@ from ..io.export import EmbeddingOnly
 from ..measure import count, measure_latency
 from ..methods.settings import ReportConfig, timer_names
 from ..models import parse_input_size
-from .options import check_device, model_source_options, open_cli_model
+from .options import DEVICE_HELP, check_device, model_source_options, open_cli_model
 
 
 @click.command("profile")
@@ -23,7 +23,7 @@ from .options import check_device, model_source_options, open_cli_model
               help="Batch for the second timing.")
 @click.option("--repeats", default=20, type=click.IntRange(min=1), show_default=True, help="Timed passes.")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: torch's).")
-@click.option("--device", default="cpu", show_default=True, callback=check_device, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP)
 @click.option("--latency-backend", type=click.Choice(timer_names()), default=ReportConfig().latency_backend,
               show_default=True, help="Runtime the latency is measured in.")
 @click.option("--num-classes", default=1000, show_default=True, help="Classes of the model's classifier.")

@@ -9,7 +9,7 @@ import click
 from ..benchmarks.compare import compare_runs
 from ..benchmarks.retime import retime_runs
 from ..io.atomic import atomic_write_json
-from .options import check_device
+from .options import DEVICE_HELP, check_device
 
 
 @click.command("report")
@@ -20,7 +20,8 @@ from .options import check_device
                    "(interleaved rounds) instead of using each run's own latency.")
 @click.option("--rounds", default=7, type=click.IntRange(min=1), show_default=True,
               help="Interleaved timing rounds with --retime.")
-@click.option("--device", default="cpu", show_default=True, callback=check_device, help="Where --retime times.")
+@click.option("--device", default="auto", show_default=True, callback=check_device,
+              help="Where --retime times: " + DEVICE_HELP)
 def report_cmd(runs: tuple[str, ...], out: str, teacher: str | None, rounds: int, device: str) -> None:
     """Table (Markdown, CSV) and mAP-vs-FLOPs / mAP-vs-latency plots with the Pareto front marked."""
     latency = None

@@ -15,6 +15,7 @@ from .config_file import config_option
 from .from_config import SectionedCommand, config_from, config_options
 from .options import (
     DATA_HELP,
+    DEVICE_HELP,
     check_batch,
     check_device,
     data_options,
@@ -44,7 +45,7 @@ def _print_metrics(label: str, m: dict) -> None:
 @click.option("--weights", default=None, help="Initial weights (safetensors or weights-only .pt).")
 @click.option("--checkpoint-every", default=TrainConfig().checkpoint_every, type=click.IntRange(min=0),
               show_default=True, help="Steps between checkpoints (0: every epoch).")
-@click.option("--device", default="cpu", show_default=True, callback=check_device, help="cpu, cuda or cuda:N.")
+@click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace the run in --out (its files are removed first).")
 @config_options(TrainConfig, section="Training")
@@ -76,7 +77,7 @@ def train_cmd(model_name, data, out, train_subset, embed_dim, last_stride, model
 @data_options(training=False)
 @click.option("--gallery-model", default=None, help="Run directory encoding the gallery (asymmetric).")
 @click.option("--flip-test", is_flag=True, help="Average each embedding with its mirror image's.")
-@click.option("--device", default="cpu", show_default=True, callback=check_device)
+@click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, gallery_model, flip_test,
              device, as_json, **reading) -> None:

@@ -52,8 +52,16 @@ class DistContext:
             dist.barrier()
 
 
+def resolve_device(device: str) -> str:
+    """``"auto"``: CUDA when this machine has it, else the CPU; any other name is returned as given."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
 def init_distributed(device: str = "cpu") -> DistContext:
     """Join the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``)."""
+    device = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext(device=torch.device(device))

@@ -73,7 +73,7 @@ class RunOptions:
     """Where and how a run happens, apart from what the method does.
 
     Attributes:
-        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        device: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         resume: continue a run from its last checkpoint.
         overwrite: replace a run directory that holds another run.
         train_subset: train on this many images drawn by the seed.
@@ -81,7 +81,7 @@ class RunOptions:
         recipe: the resolved options to store beside the run as ``config.yaml``.
     """
 
-    device: str = "cpu"
+    device: str = "auto"
     resume: bool = False
     overwrite: bool = False
     train_subset: int | None = None

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..data import RetrievalData, fetch
 from ..engine import TrainConfig
+from ..engine.distributed import resolve_device
 from ..engine.outputs import model_rows, save_result
 from ..errors import UnreachableTarget
 from ..io.out_dir import check_out_dir, prepare_out_dir
@@ -132,7 +133,7 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
     run = run or RunOptions()
     if config.method == "none" and config.target.latency is not None:
         raise UnreachableTarget("method 'none' prunes nothing, so it cannot meet a latency target")
-    start, out, device = time.time(), Path(out), run.device
+    start, out, device = time.time(), Path(out), resolve_device(run.device)
     data = resolve_data(data, run.train_subset, run.test_subset, config.train.seed)
     check_out_dir(out, overwrite=run.overwrite)
     source = ModelSource.of(teacher)

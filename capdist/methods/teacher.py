@@ -35,7 +35,7 @@ def retrieval_objective(smoothing: float = 0.1, margin: float | None = 0.3, trip
 
 def train_retrieval(model_name: str, data_spec: str | RetrievalData, config: TrainConfig, out: str | Path,
                     train_subset: int | None = None, embed_dim: int | None = None, resume: bool = False,
-                    overwrite: bool = False, device: str = "cpu", weights: str | None = None,
+                    overwrite: bool = False, device: str = "auto", weights: str | None = None,
                     skip_bad_images: bool = False, backbone_kwargs: dict | None = None,
                     recipe: dict | None = None) -> dict:
     """Train a retrieval network and write ``model.safetensors``, ``config.json``, ``metrics.jsonl``.

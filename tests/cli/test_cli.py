@@ -91,3 +91,15 @@ def test_every_listed_command_resolves_to_itself():
     for name in COMMANDS:
         command = cli.get_command(None, name)
         assert command is not None and command.name == name
+
+
+def test_device_auto_is_cuda_when_present_else_cpu(monkeypatch):
+    import torch
+
+    from capdist.cli.options import check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert check_device(None, None, "auto") == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert check_device(None, None, "auto") == "cuda"
