@@ -18,6 +18,7 @@ from torch import nn
 from ..data import RetrievalData
 from ..io.atomic import atomic_write_bytes
 from ..io.export import EmbeddingOnly
+from ..io.model_card import write_model_card
 from ..io.run_dir import save_run
 from ..measure.report import cost_row, write_report
 from ..measure.timing import time_side_by_side
@@ -75,10 +76,12 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
 
 def save_result(out: Path, model: nn.Module, teacher: nn.Module, data: RetrievalData, data_spec: str, plan: dict,
                 settings: dict, rows: list[dict], extra: dict, title: str) -> None:
-    """Weights, plan, config (architecture + preprocessing), a reload sample and the report."""
+    """Weights, plan, config (architecture + preprocessing), a reload sample, the report and the model
+    card (``README.md``)."""
     spec = teacher.spec if hasattr(teacher, "spec") else {}
-    save_run(out, model, {"model": spec, "data": data_spec, "image_shape": list(data.image_shape),
-                          "mean": data.mean, "std": data.std, **settings}, plan=plan)
+    config = {"model": spec, "data": data_spec, "image_shape": list(data.image_shape), "mean": data.mean,
+              "std": data.std, **settings}
+    save_run(out, model, config, plan=plan)
     sample = torch.stack([data.query[i][0] for i in range(min(4, len(data.query)))])
     model = model.cpu().eval()
     with torch.no_grad():
@@ -86,6 +89,7 @@ def save_result(out: Path, model: nn.Module, teacher: nn.Module, data: Retrieval
     atomic_write_bytes(out / "sample.safetensors", save({"images": sample.contiguous(), "embedding": emb}))
     extra = {**extra, "flops_fraction": rows[-1]["flops"] / rows[0]["flops"], "data": data_spec}
     write_report(out, rows, extra, title)
+    write_model_card(rows, extra, config, out)
     for leftover in (out / "checkpoint.pt", out / "finetune" / "checkpoint.pt"):
         if leftover.exists():
             leftover.unlink()

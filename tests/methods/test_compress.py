@@ -22,7 +22,7 @@ from capdist.settings import configure
 from capdist.testing import TinyResNet
 
 FILES = {"model.safetensors", "plan.json", "config.json", "report.json", "report.md", "accuracy_vs_flops.png",
-         "metrics.jsonl", "sample.safetensors"}
+         "metrics.jsonl", "sample.safetensors", "README.md"}
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,11 @@ def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, 
         low, high = row["latency_ratio_range_b32"]
         assert low <= row["latency_ratio_b32"] <= high
     assert "timed side by side with the teacher" in (out / "report.md").read_text()
+    card = (out / "README.md").read_text()  # the model card states the report's own figures
+    final, teacher = rep["models"][-1], rep["models"][0]
+    fraction = final["flops"] / teacher["flops"]
+    assert f"{fraction:.1%} of the teacher's FLOPs, mAP {final['symmetric']['mAP']:.2%}" in card
+    assert f'capdist.load("{out}")' in card and "## Input" in card
     if schedule == "retrieval":
         shares = rep["rggr"]["share_of_target"]
         assert rep["rggr"]["units"]["retrieval"]["total"] + rep["rggr"]["units"]["norm"]["total"] > 0
