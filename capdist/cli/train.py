@@ -77,10 +77,12 @@ def train_cmd(model_name, data, out, train_subset, embed_dim, last_stride, model
 @data_options(training=False)
 @click.option("--gallery-model", default=None, help="Run directory encoding the gallery (asymmetric).")
 @click.option("--flip-test", is_flag=True, help="Average each embedding with its mirror image's.")
+@click.option("--rerank", is_flag=True, help="k-reciprocal re-ranking (Zhong et al., CVPR 2017; k1=20, k2=6, "
+                                             "lambda=0.3), as torchreid's rerank and fast-reid's TEST.RERANK.")
 @click.option("--device", default="auto", show_default=True, callback=check_device, help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, data, gallery_model, flip_test,
-             device, as_json, **reading) -> None:
+             rerank, device, as_json, **reading) -> None:
     """Retrieval metrics of a trained or compressed model (mAP, R@1/5/10, mINP)."""
     from ..io.run_dir import load_retrieval
     from ..io.sources import open_model
@@ -93,7 +95,8 @@ def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, da
         click.echo(f"model: {opened.note}", err=True)
         model = opened.model
     gallery = load_retrieval(gallery_model) if gallery_model else None
-    result = evaluate_models(model, dataset, gallery, device=device, flip=flip_test, workers=reading["workers"])
+    result = evaluate_models(model, dataset, gallery, device=device, flip=flip_test, workers=reading["workers"],
+                             rerank=rerank)
     if as_json:
         click.echo(json.dumps(result, indent=2))
     else:

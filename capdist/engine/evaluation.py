@@ -48,8 +48,10 @@ def encode(model: nn.Module, dataset, batch_size: int = 256, device: str | torch
 
 
 def evaluate_models(query_model: nn.Module, data: RetrievalData, gallery_model: nn.Module | None = None,
-                    device: str = "cpu", flip: bool = False, workers: int | None = None) -> dict[str, float]:
-    """mAP, R@1/5/10 and mINP; asymmetric when ``gallery_model`` encodes the gallery."""
+                    device: str = "cpu", flip: bool = False, workers: int | None = None,
+                    rerank: bool = False) -> dict[str, float]:
+    """mAP, R@1/5/10 and mINP; asymmetric when ``gallery_model`` encodes the gallery; with flip
+    test-time augmentation and k-reciprocal re-ranking on request."""
     q = encode(query_model, data.query, device=device, workers=workers, flip=flip)
     if gallery_model is None and data.leave_one_out:
         g = q
@@ -60,4 +62,4 @@ def evaluate_models(query_model: nn.Module, data: RetrievalData, gallery_model: 
                                f"model's {g.shape[1]}; asymmetric retrieval needs one embedding space")
     qs, gs = data.query, data.gallery
     return evaluate(q, qs.pids, g, gs.pids, qs.camids, gs.camids, protocol=data.protocol,
-                    same_set=data.leave_one_out)
+                    same_set=data.leave_one_out, rerank=rerank)

@@ -30,7 +30,8 @@ LATENCY_BATCHES = (1, 32)
 
 def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device: str, repeats: int = 10,
                latency_input_size: tuple[int, ...] | None = None, rounds: int = 5,
-               batches: tuple[int, ...] = LATENCY_BATCHES, timer: str = "eager") -> list[dict]:
+               batches: tuple[int, ...] = LATENCY_BATCHES, timer: str = "eager", flip: bool = False,
+               rerank: bool = False) -> list[dict]:
     """Cost, symmetric retrieval, asymmetric retrieval against the first entry's gallery (the
     teacher), and latency of every model timed side by side with the teacher in interleaved rounds.
 
@@ -43,6 +44,8 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
         rounds: interleaved timing rounds.
         batches: batch sizes to time.
         timer: the timing back-end, a name in :data:`capdist.measure.TIMERS`.
+        flip: evaluate with flip test-time augmentation.
+        rerank: evaluate with k-reciprocal re-ranking.
     """
     teacher = entries[0][1].to(device)
     shape = tuple(data.image_shape)
@@ -50,10 +53,11 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
     for i, (name, model) in enumerate(entries):
         model = model.to(device)
         log.info("evaluating %s (%d queries)", name, len(data.query))
-        row = {"name": name, **cost_row(model, shape), "symmetric": evaluate_models(model, data, device=device),
-               "asymmetric": {}}
+        row = {"name": name, **cost_row(model, shape),
+               "symmetric": evaluate_models(model, data, device=device, flip=flip, rerank=rerank), "asymmetric": {}}
         if i:
-            row["asymmetric"] = evaluate_models(model, data, gallery_model=teacher, device=device)
+            row["asymmetric"] = evaluate_models(model, data, gallery_model=teacher, device=device, flip=flip,
+                                                rerank=rerank)
         rows.append(row)
     size = tuple(latency_input_size or shape)
     log.info("timing %d models side by side at %s on %s", len(entries), "x".join(map(str, size)), device)

@@ -24,8 +24,9 @@ def evaluate(query: torch.Tensor, query_pids: torch.Tensor, gallery: torch.Tenso
              gallery_pids: torch.Tensor, query_cams: torch.Tensor | None = None,
              gallery_cams: torch.Tensor | None = None, protocol: str = "class",
              same_set: bool = False, ranks: tuple[int, ...] = (1, 5, 10),
-             chunk: int = 1024) -> dict[str, float]:
-    """Rank the gallery by cosine similarity for every query and score it.
+             chunk: int = 1024, rerank: bool = False) -> dict[str, float]:
+    """Rank the gallery by cosine similarity (or by k-reciprocal re-ranked distance) for every query
+    and score it.
 
     Args:
         query, gallery: (N, D) and (M, D) embeddings (need not be normalised).
@@ -35,6 +36,8 @@ def evaluate(query: torch.Tensor, query_pids: torch.Tensor, gallery: torch.Tenso
         same_set: query i is gallery i (leave-one-out); removes the query itself.
         ranks: CMC ranks to report (``R@k``).
         chunk: queries per similarity block (bounds memory at chunk x M).
+        rerank: rank by k-reciprocal re-ranking (:mod:`capdist.measure.rerank`, k1=20, k2=6,
+            lambda=0.3) instead of cosine similarity.
 
     Returns:
         ``mAP``, ``R@k`` for each rank, ``mINP`` (fractions in [0, 1]) and ``queries``
@@ -50,8 +53,12 @@ def evaluate(query: torch.Tensor, query_pids: torch.Tensor, gallery: torch.Tenso
     gc = gallery_cams.long() if gallery_cams is not None else torch.zeros_like(gp)
     ap_sum, inp_sum, valid = 0.0, 0.0, 0
     cmc = torch.zeros(max(ranks))
+    if rerank:
+        from .rerank import reranked_distance
+
+        distance = reranked_distance(q, None if same_set else g, chunk=chunk)
     for start in range(0, len(q), chunk):
-        sim = q[start:start + chunk] @ g.T
+        sim = -distance(start, min(start + chunk, len(q))) if rerank else q[start:start + chunk] @ g.T
         rows = torch.arange(start, min(start + chunk, len(q)))
         removed = torch.zeros_like(sim, dtype=torch.bool)
         if same_set:

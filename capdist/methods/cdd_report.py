@@ -82,7 +82,8 @@ def write_report(cm: CompactorModel, student: nn.Module, teacher: nn.Module, dat
             objective.kept_head.release(model)
     batches = tuple(sorted({1, 32, config.target.latency_batch}))
     rows = model_rows(entries, data, device, config.report.latency_repeats, config.report.latency_input_size,
-                      batches=batches, timer=config.report.latency_backend)
+                      batches=batches, timer=config.report.latency_backend,
+                      flip=config.report.flip_test, rerank=config.report.rerank)
     extra = {"method": method_label(config, cm.config.round_to),
              "target_flops": config.target.flops if budget is None else None,
              "target_latency": config.target.latency, "round_to": cm.config.round_to,

@@ -159,7 +159,8 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
                                 gallery=d.gallery, cross_nce=d.cross_nce, cross_nce_same_label=d.cross_nce_same_label)
         entries.append((f"{config.method} + {config.finetune_epochs} fine-tune epochs", final))
     rows = model_rows(entries, data, device, config.report.latency_repeats, config.report.latency_input_size,
-                      batches=tuple(sorted({1, 32, config.target.latency_batch})), timer=config.report.latency_backend)
+                      batches=tuple(sorted({1, 32, config.target.latency_batch})), timer=config.report.latency_backend,
+                      flip=config.report.flip_test, rerank=config.report.rerank)
     predicted = costed[0](costed[1]) if table is not None else None
     extra = _report_extra(config, plan, ratio, time.time() - start, tuned, table, predicted, rows, device)
     settings = {"prune": {k: v for k, v in asdict(config).items() if k != "train"}, "train": asdict(config.train)}

@@ -100,6 +100,10 @@ class ReportConfig:
     latency_input_size: tuple[int, int, int] | None = setting(
         None, "Image size at which the report times every model side by side with the teacher (default: the "
         "training size): HxW (three channels) or CxHxW, e.g. 224x224.", metavar="HxW")
+    flip_test: bool = setting(False, "Report retrieval with flip test-time augmentation (each embedding averaged "
+                              "with its mirror image's), as torchreid and fast-reid evaluate.")
+    rerank: bool = setting(False, "Report retrieval after k-reciprocal re-ranking (Zhong et al., CVPR 2017; "
+                           "k1=20, k2=6, lambda=0.3), as torchreid's rerank and fast-reid's TEST.RERANK.")
 
 
 def _compress_training() -> TrainConfig:

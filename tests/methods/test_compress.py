@@ -378,3 +378,18 @@ def test_prune_bisects_on_the_latency_table(teacher_dir, tmp_path, monkeypatch):
     assert budget["measured"] == pytest.approx(report["models"][-1]["latency_ratio_b1"], abs=1e-4)
     assert report["target_flops"] is None
     assert report["models"][-1]["flops"] < report["models"][0]["flops"]
+
+
+def test_report_evaluates_with_flip_and_re_ranking_when_asked(teacher_dir, tmp_path):
+    from capdist.data import open_dataset
+    from capdist.engine.evaluation import evaluate_models
+    from capdist.io.run_dir import load_retrieval
+
+    cfg = PruneConfig.of(method="magnitude", target_flops=0.5, finetune_epochs=0, latency_repeats=1, flip_test=True,
+                         rerank=True)
+    prune(str(teacher_dir), "digits", cfg, tmp_path / "out", RunOptions(train_subset=320))
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    data, model = open_dataset("digits"), load_retrieval(tmp_path / "out")
+    assert rep["models"][-1]["symmetric"]["mAP"] == pytest.approx(
+        evaluate_models(model, data, flip=True, rerank=True)["mAP"], abs=1e-6)
+    assert rep["models"][-1]["symmetric"]["mAP"] != pytest.approx(evaluate_models(model, data)["mAP"], abs=1e-4)
