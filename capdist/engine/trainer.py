@@ -35,6 +35,7 @@ from ..errors import CheckpointError, TrainingDiverged
 from ..io.atomic import atomic_write_bytes
 from ..settings import setting
 from .distributed import DistContext
+from .monitor import Monitor
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], dict[str, torch.Tensor]]
 
@@ -62,6 +63,8 @@ class TrainConfig:
         workers: loader processes (None: the cores, at most 8, for images decoded from disk;
             none for data in memory).
         progress: show a progress bar on rank 0.
+        eval_every: epochs between retrieval evaluations during training (0: none).
+        tensorboard: also write the logged figures as TensorBoard scalars.
     """
 
     epochs: int = setting(10, "Passes over the training set.", low=1)
@@ -83,7 +86,16 @@ class TrainConfig:
     channels_last: bool = setting(False, "Channels-last memory format.", cli=False)
     workers: int | None = setting(None, "Loader processes.", cli=False)
     progress: bool = setting(True, "Progress bars.", cli=False)
+    eval_every: int = setting(0, "Evaluate retrieval on the query set every N epochs (mAP and R@1 into "
+                              "metrics.jsonl, and TensorBoard; 0: only at the end).", low=0)
+    tensorboard: bool = setting(False, "Also write every logged figure as TensorBoard scalars to OUT/tensorboard.")
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.tensorboard:
+            from .monitor import check_tensorboard
+
+            check_tensorboard()
 
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -119,11 +131,14 @@ class Trainer:
         ctx: distributed context.
         stateful: extra objects with ``state_dict``/``load_state_dict`` saved in checkpoints.
         after_step: called with the step index after each optimizer step.
+        evaluator: ``model -> retrieval metrics``, run every ``config.eval_every`` epochs.
+        keep_best: keep the weights of the best evaluation as ``best.safetensors``.
     """
 
     def __init__(self, model: nn.Module, objective: Objective, train_set: Dataset, config: TrainConfig,
                  out_dir: str | Path, param_groups: list[dict] | None = None, ctx: DistContext | None = None,
-                 stateful: dict | None = None, after_step: Callable[[int], None] | None = None) -> None:
+                 stateful: dict | None = None, after_step: Callable[[int], None] | None = None,
+                 evaluator: Callable[[nn.Module], dict] | None = None, keep_best: bool = False) -> None:
         self.ctx = ctx or DistContext()
         self.model = model.to(self.ctx.device)
         self.objective = objective
@@ -140,6 +155,8 @@ class Trainer:
         self.loader = train_loader(train_set, self.sampler, Augment(config.pad, config.flip, config.erase),
                                    config.workers, pin_memory=self.ctx.device.type == "cuda")
         self.steps_per_epoch = len(self.sampler)
+        self.monitor = Monitor(self.out, self.ctx.is_main, config.tensorboard, evaluator,
+                               config.eval_every * self.steps_per_epoch, keep_best)
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
         if config.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -182,7 +199,7 @@ class Trainer:
             return
         state = {"step": self.step, "model": self.model.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                 "extra": {k: v.state_dict() for k, v in self.stateful.items()}}
+                 "extra": {k: v.state_dict() for k, v in self.stateful.items()}, "monitor": self.monitor.state_dict()}
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic_write_bytes(self.checkpoint_path, buf.getvalue())
@@ -202,6 +219,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
             for k, obj in self.stateful.items():
                 obj.load_state_dict(state["extra"][k])
+            self.monitor.load_state_dict(state.get("monitor", {}))
         except (RuntimeError, KeyError, EOFError, ValueError, TypeError, AttributeError, IndexError,
                 pickle.UnpicklingError) as exc:
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
@@ -216,9 +234,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _log(self, record: dict) -> None:
-        if self.ctx.is_main:
-            with open(self.out / "metrics.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
+        self.monitor.log(record)
 
     def _batches(self):
         """``(step, images, pids)`` from the current step to the end, epoch by epoch."""
@@ -283,9 +299,11 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+                self.monitor.after_step(self.model, self.step, self.step / self.steps_per_epoch)
                 if self.step % every == 0 or self.step == self.total_steps:
                     self.save_checkpoint()
         finally:
+            self.monitor.close()
             if bar is not None:
                 bar.close()
         self.ctx.barrier()

@@ -26,6 +26,7 @@ from ..compactor import CompactorModel, ScheduleTiming, attach, build_schedule
 from ..data import IdentityBatchSampler, RetrievalData
 from ..distill import Teacher
 from ..engine import DistContext, Trainer, init_distributed
+from ..engine.evaluation import evaluate_models
 from ..errors import UnreachableTarget
 from ..io.export import EmbeddingOnly
 from ..io.out_dir import check_out_dir, prepare_out_dir, removed_on_failure
@@ -86,7 +87,8 @@ def _trainer(student: nn.Module, cm: CompactorModel, objective: CDDObjective, da
     if head:
         groups.append({"params": head})
     return Trainer(student, objective, data.train, t, out, param_groups=groups, ctx=ctx,
-                   stateful={"task": objective.task, **stateful}, after_step=after_step)
+                   stateful={"task": objective.task, **stateful}, after_step=after_step,
+                   evaluator=lambda net: evaluate_models(net, data, device=str(ctx.device), workers=t.workers))
 
 
 def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, config: CompressConfig,

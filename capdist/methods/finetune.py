@@ -15,6 +15,7 @@ from torch import nn
 from ..data import RetrievalData
 from ..distill import DistillObjective, Teacher, parse_spec
 from ..engine import DistContext, TrainConfig, Trainer
+from ..engine.evaluation import evaluate_models
 from .task_loss import TeacherHead, task_loss_for
 
 
@@ -50,8 +51,8 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     cfg.epochs, cfg.lr, cfg.warmup_epochs = epochs, train.lr * 0.1, 0.0
     params = [p for p in model.parameters() if p.requires_grad] + list(task.parameters())
     params += list(more.parameters()) if more is not None else []
-    Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}],
-            ctx=DistContext(device=dev), stateful={"task": task}).fit()
+    Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}], ctx=DistContext(device=dev),
+            stateful={"task": task}, evaluator=lambda net: evaluate_models(net, data, device=str(dev))).fit()
     if kept_head is not None:
         kept_head.release()
     weights = {**task.weights(), **({t.name: t.weight for t in more.terms} if more is not None else {})}

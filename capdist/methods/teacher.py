@@ -15,6 +15,7 @@ from torch import nn
 from ..data import RetrievalData, open_dataset
 from ..engine import DistContext, TrainConfig, Trainer, init_distributed
 from ..engine.evaluation import evaluate_models
+from ..engine.monitor import BEST_WEIGHTS
 from ..io.out_dir import prepare_out_dir
 from ..io.run_dir import save_run
 from ..models import RetrievalNet
@@ -38,7 +39,9 @@ def train_retrieval(model_name: str, data_spec: str | RetrievalData, config: Tra
                     overwrite: bool = False, device: str = "auto", weights: str | None = None,
                     skip_bad_images: bool = False, backbone_kwargs: dict | None = None,
                     recipe: dict | None = None) -> dict:
-    """Train a retrieval network and write ``model.safetensors``, ``config.json``, ``metrics.jsonl``.
+    """Train a retrieval network and write ``model.safetensors`` (the last epoch), ``config.json``,
+    ``metrics.jsonl``, and with ``config.eval_every`` the best evaluation's weights as
+    ``best.safetensors`` (chosen on the query set, as torchreid and fast-reid do).
 
     Args:
         model_name: torchvision name or ``package.module:factory`` of the backbone.
@@ -63,13 +66,19 @@ def train_retrieval(model_name: str, data_spec: str | RetrievalData, config: Tra
     if ctx.is_main:
         prepare_out_dir(out, overwrite=overwrite, resume=resume, recipe=("train", recipe) if recipe else None)
     ctx.barrier()
-    trainer = Trainer(model, retrieval_objective(), data.train, config, out, ctx=ctx)
+    def evaluator(net):
+        return evaluate_models(net, data, device=str(ctx.device), workers=config.workers)
+
+    trainer = Trainer(model, retrieval_objective(), data.train, config, out, ctx=ctx, evaluator=evaluator,
+                      keep_best=True)
     trainer.fit(resume=resume)
     result: dict = {}
     if ctx.is_main:
         result = evaluate_models(model, data, device=str(ctx.device), workers=config.workers)
+        best = trainer.monitor.best and {**trainer.monitor.best, "weights": BEST_WEIGHTS,
+                                         "note": "chosen on the query set"}
         save_run(out, model, {"model": model.spec, "data": data.name, "train_subset": train_subset,
                               "image_shape": list(data.image_shape), "mean": data.mean, "std": data.std,
-                              "train": trainer.config_dict(), "eval": result})
+                              "train": trainer.config_dict(), "eval": result, "best_eval": best or None})
     ctx.barrier()
     return result
