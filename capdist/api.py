@@ -2,9 +2,12 @@
 ``capdist.prune(...)`` (baseline pruners through torch-pruning).
 
 Both take the user's ``nn.Module`` and a ``Dataset`` (or ``DataLoader``) yielding
-``(image, label, ...)`` and return a :class:`Compressed`: the result as the user's own class,
+``(image, label[, camid], ...)`` and return a :class:`Compressed`: the result as the user's own class,
 the pruning plan and the report. With ``out`` they also write a run directory that
-``capdist.load`` and every CLI command read.
+``capdist.load`` and every CLI command read. The data is taken as given
+(:mod:`capdist.data.user`): a ``DataLoader``'s sampler, batch size, workers and transforms train as
+they are, labels come from ``targets`` / ``labels`` without decoding images, and capdist adds no
+augmentation of its own unless asked (``pad=2, flip=True``).
 
 Example:
     >>> result = capdist.compress(model, train_set, target_flops=0.35, test_data=test_set,
@@ -21,61 +24,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .data import RetrievalData
-from .errors import DataError
+from .data.user import from_datasets
 from .methods import CompressConfig, PruneConfig, RunOptions
 from .methods import compress as compress_run
 from .methods import prune as prune_run
 from .models import RetrievalNet
 from .models.view import RetrievalView
 from .settings import configure
-
-
-class LabeledImages(Dataset):
-    """A user's dataset of ``(image, label, ...)`` with labels remapped to ``0..n-1``.
-
-    Items are ``(image, pid, camid, index)`` like capdist's own datasets; ``pids`` and
-    ``camids`` are read once.
-    """
-
-    def __init__(self, dataset: Dataset, classes: dict | None = None) -> None:
-        if isinstance(dataset, DataLoader):
-            dataset = dataset.dataset
-        self.dataset = dataset
-        try:
-            labels = [int(dataset[i][1]) for i in range(len(dataset))]
-        except (TypeError, IndexError, ValueError) as exc:
-            raise DataError(f"the dataset must yield (image, label) pairs with integer labels: {exc}") from None
-        if not labels:
-            raise DataError("the dataset is empty")
-        self.classes = classes if classes is not None else {c: i for i, c in enumerate(sorted(set(labels)))}
-        self.pids = torch.tensor([self.classes.get(c, -1) for c in labels])
-        self.camids = torch.zeros_like(self.pids)
-
-    def __len__(self) -> int:
-        return len(self.pids)
-
-    def __getitem__(self, i: int):
-        image = self.dataset[i][0]
-        if not isinstance(image, torch.Tensor):
-            raise DataError(f"item {i} is a {type(image).__name__}, not a tensor (add a ToImage/ToDtype transform)")
-        return image.float(), int(self.pids[i]), 0, i
-
-
-def from_datasets(train: Dataset | DataLoader, test: Dataset | DataLoader | None = None,
-                  name: str = "python") -> RetrievalData:
-    """Retrieval data from a user's datasets: ``test`` is searched leave-one-out (class protocol);
-    without it the training images are (the report then measures fit, not generalisation)."""
-    train_set = LabeledImages(train)
-    if train_set.pids.unique().numel() < 2:
-        raise DataError("the training data has fewer than two classes; retrieval needs at least two")
-    test_set = LabeledImages(test) if test is not None else train_set
-    shape = tuple(train_set[0][0].shape)
-    return RetrievalData(name, train_set, test_set, test_set, "class", int(train_set.pids.max()) + 1, shape)
 
 
 @dataclass
@@ -117,8 +75,12 @@ def _prepare(model: nn.Module, embedding_output) -> nn.Module:
                                                    "embedding_output": embedding_output})
 
 
+AS_GIVEN = {"pad": 0, "flip": False}  # the user's transforms are the augmentation
+
+
 def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: float | None = None, *,
-             test_data: Dataset | DataLoader | None = None, out: str | Path | None = None,
+             test_data: Dataset | DataLoader | None = None, gallery_data: Dataset | DataLoader | None = None,
+             out: str | Path | None = None,
              embedding_output: str | int | None = None, device: str = "auto", overwrite: bool = False,
              config: CompressConfig | None = None, **settings) -> Compressed:
     """Compress ``model`` with CDD to ``target_flops`` of its FLOPs.
@@ -127,7 +89,8 @@ def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: f
         model: the trained model (not modified); any module whose output is, or contains, the embedding.
         train_data: ``(image, label)`` items to train on.
         target_flops: FLOPs of the result as a fraction of the model's (default: the config's).
-        test_data: items to evaluate retrieval on (leave-one-out).
+        test_data: items to evaluate retrieval on (leave-one-out), or the queries with ``gallery_data``.
+        gallery_data: a separate gallery (re-ID protocol when the items carry camera ids).
         out: keep the run directory here (``capdist.load(out)`` reloads the result).
         embedding_output: dict key or tuple index of the embedding in the model's output.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
@@ -138,26 +101,27 @@ def compress(model: nn.Module, train_data: Dataset | DataLoader, target_flops: f
     """
     if target_flops is not None:
         settings["target_flops"] = target_flops
-    config = configure(config or CompressConfig(), **{"progress": False, **settings})
+    config = configure(config or CompressConfig(), **{**AS_GIVEN, **settings})
     run = Path(out) if out else Path(tempfile.mkdtemp(prefix="capdist-"))
-    compress_run(_prepare(model, embedding_output), from_datasets(train_data, test_data), config, run,
+    compress_run(_prepare(model, embedding_output), from_datasets(train_data, test_data, gallery_data), config, run,
                  RunOptions(device=device, overwrite=overwrite))
     return _collect(run, keep=out is not None, original=model)
 
 
 def prune(model: nn.Module, train_data: Dataset | DataLoader, method: str | None = None,
           target_flops: float | None = None, *, test_data: Dataset | DataLoader | None = None,
-          out: str | Path | None = None, embedding_output: str | int | None = None, device: str = "auto",
-          overwrite: bool = False, config: PruneConfig | None = None, **settings) -> Compressed:
+          gallery_data: Dataset | DataLoader | None = None, out: str | Path | None = None,
+          embedding_output: str | int | None = None, device: str = "auto", overwrite: bool = False,
+          config: PruneConfig | None = None, **settings) -> Compressed:
     """Prune ``model`` with a torch-pruning baseline to ``target_flops`` and fine-tune it.
 
     Args mirror :func:`compress`; ``method`` is one of ``capdist.pruners.METHODS`` and
     ``**settings`` any ``capdist prune`` setting (``finetune_epochs=5``, ``round_to=8``).
     """
     settings.update({k: v for k, v in (("method", method), ("target_flops", target_flops)) if v is not None})
-    config = configure(config or PruneConfig(), **{"progress": False, **settings})
+    config = configure(config or PruneConfig(), **{**AS_GIVEN, **settings})
     config.train.epochs = config.finetune_epochs
     run = Path(out) if out else Path(tempfile.mkdtemp(prefix="capdist-"))
-    prune_run(_prepare(model, embedding_output), from_datasets(train_data, test_data), config, run,
+    prune_run(_prepare(model, embedding_output), from_datasets(train_data, test_data, gallery_data), config, run,
               RunOptions(device=device, overwrite=overwrite))
     return _collect(run, keep=out is not None, original=model)

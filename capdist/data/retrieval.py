@@ -13,7 +13,8 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
@@ -74,6 +75,8 @@ class RetrievalData:
         num_classes: identities in ``train``.
         image_shape: C, H, W of one image as the model sees it.
         mean, std: per-channel normalisation already applied (kept for export).
+        train_loader: a user's own loader of ``train`` (``(images, pids)`` batches with ``len`` and
+            ``set_epoch(epoch, start)``), used for training instead of capdist's P x K sampler.
     """
 
     name: str
@@ -85,6 +88,7 @@ class RetrievalData:
     image_shape: tuple[int, int, int]
     mean: list[float] = field(default_factory=list)
     std: list[float] = field(default_factory=list)
+    train_loader: Any = None
 
     @property
     def leave_one_out(self) -> bool:
@@ -95,8 +99,7 @@ class RetrievalData:
         if not n or n >= len(self.query) or not self.leave_one_out:
             return self
         test = self.query.take(n)
-        return RetrievalData(self.name, self.train, test, test, self.protocol, self.num_classes,
-                             self.image_shape, self.mean, self.std)
+        return replace(self, query=test, gallery=test)
 
     def train_subset(self, n: int | None, seed: int = 0) -> RetrievalData:
         """The same data with at most ``n`` training items (a seeded, class-stratified draw)."""
@@ -107,5 +110,4 @@ class RetrievalData:
         order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(seed))[:n]
         sub = Subset(self.train, order.tolist())
         sub.pids = self.train.pids[order]
-        return RetrievalData(self.name, sub, self.query, self.gallery, self.protocol, self.num_classes,
-                             self.image_shape, self.mean, self.std)
+        return replace(self, train=sub, train_loader=None)

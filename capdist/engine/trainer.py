@@ -133,12 +133,15 @@ class Trainer:
         after_step: called with the step index after each optimizer step.
         evaluator: ``model -> retrieval metrics``, run every ``config.eval_every`` epochs.
         keep_best: keep the weights of the best evaluation as ``best.safetensors``.
+        loader: batches ``(images, pids)`` to train on instead of P x K sampling of ``train_set``
+            (a user's own loader; needs ``len`` and ``set_epoch(epoch, start)``).
     """
 
     def __init__(self, model: nn.Module, objective: Objective, train_set: Dataset, config: TrainConfig,
                  out_dir: str | Path, param_groups: list[dict] | None = None, ctx: DistContext | None = None,
                  stateful: dict | None = None, after_step: Callable[[int], None] | None = None,
-                 evaluator: Callable[[nn.Module], dict] | None = None, keep_best: bool = False) -> None:
+                 evaluator: Callable[[nn.Module], dict] | None = None, keep_best: bool = False,
+                 loader=None) -> None:
         self.ctx = ctx or DistContext()
         self.model = model.to(self.ctx.device)
         self.objective = objective
@@ -147,13 +150,16 @@ class Trainer:
         self.out = Path(out_dir)
         self.stateful = stateful or {}
         self.after_step = after_step
-        pids = getattr(train_set, "pids", None)
-        if pids is None:
-            pids = torch.tensor([train_set[i][1] for i in range(len(train_set))])
-        self.sampler = IdentityBatchSampler(pids, config.batch_size, config.seed, config.instances,
-                                            self.ctx.rank, self.ctx.world_size)
-        self.loader = train_loader(train_set, self.sampler, Augment(config.pad, config.flip, config.erase),
-                                   config.workers, pin_memory=self.ctx.device.type == "cuda")
+        if loader is not None:  # the user's own batching, as given
+            self.sampler = self.loader = loader
+        else:
+            pids = getattr(train_set, "pids", None)
+            if pids is None:
+                pids = torch.tensor([train_set[i][1] for i in range(len(train_set))])
+            self.sampler = IdentityBatchSampler(pids, config.batch_size, config.seed, config.instances,
+                                                self.ctx.rank, self.ctx.world_size)
+            self.loader = train_loader(train_set, self.sampler, Augment(config.pad, config.flip, config.erase),
+                                       config.workers, pin_memory=self.ctx.device.type == "cuda")
         self.steps_per_epoch = len(self.sampler)
         self.monitor = Monitor(self.out, self.ctx.is_main, config.tensorboard, evaluator,
                                config.eval_every * self.steps_per_epoch, keep_best)

@@ -88,7 +88,8 @@ def _trainer(student: nn.Module, cm: CompactorModel, objective: CDDObjective, da
         groups.append({"params": head})
     return Trainer(student, objective, data.train, t, out, param_groups=groups, ctx=ctx,
                    stateful={"task": objective.task, **stateful}, after_step=after_step,
-                   evaluator=lambda net: evaluate_models(net, data, device=str(ctx.device), workers=t.workers))
+                   evaluator=lambda net: evaluate_models(net, data, device=str(ctx.device), workers=t.workers),
+                   loader=data.train_loader)
 
 
 def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, config: CompressConfig,
@@ -105,7 +106,8 @@ def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, 
     heavy = student.open(data.num_classes) if student else copy.deepcopy(teacher_model)
     student_model = heavy.to(ctx.device)
     t = config.train
-    steps_per_epoch = len(IdentityBatchSampler(data.train.pids, t.batch_size, t.seed, t.instances))
+    steps_per_epoch = len(data.train_loader or IdentityBatchSampler(data.train.pids, t.batch_size, t.seed,
+                                                                     t.instances))
     timing = schedule_timing(config, steps_per_epoch)
     example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
     preflight([teacher_model, student_model] if student else [teacher_model], example)

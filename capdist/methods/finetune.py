@@ -52,7 +52,8 @@ def finetune(model: nn.Module, teacher: nn.Module, data: RetrievalData, train: T
     params = [p for p in model.parameters() if p.requires_grad] + list(task.parameters())
     params += list(more.parameters()) if more is not None else []
     Trainer(model, objective, data.train, cfg, out, param_groups=[{"params": params}], ctx=DistContext(device=dev),
-            stateful={"task": task}, evaluator=lambda net: evaluate_models(net, data, device=str(dev))).fit()
+            stateful={"task": task}, evaluator=lambda net: evaluate_models(net, data, device=str(dev)),
+            loader=data.train_loader).fit()
     if kept_head is not None:
         kept_head.release()
     weights = {**task.weights(), **({t.name: t.weight for t in more.terms} if more is not None else {})}
