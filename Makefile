@@ -10,6 +10,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
+	# fast-reid's declared dependencies do not resolve; what it imports comes with the above
+	$(VENV)/bin/pip install -q --no-deps fastreid
 	touch $@
 
 venv: $(VENV)/.installed

@@ -49,7 +49,7 @@ def compress_cmd(teacher, weights, model_args, embedding_output, allow_partial, 
     settings = train_settings(options, run.device)
     check_batch(config.train.batch_size, settings["instances"])
     config.train = dataclasses.replace(config.train, **settings)
-    dataset = open_cli_data(data, options)
+    dataset = open_cli_data(data, options, teacher)
     source = ModelSource(teacher, weights, model_args, embedding_output, allow_partial)
     heavy = dataclasses.replace(source, spec=student, weights=student_weights) if student else None
     report = compress(source, dataset, config, out, run, student=heavy)

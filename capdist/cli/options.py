@@ -126,12 +126,14 @@ def _image_size(ctx, param, value):
     return _parsed(parse_image_size, DataError)(ctx, param, value)
 
 
-def open_cli_data(spec: str, options: dict):
-    """The dataset the data options describe (the pixel options are consumed)."""
+def open_cli_data(spec: str, options: dict, model: str = ""):
+    """The dataset the data options describe (the pixel options are consumed); a fast-reid ``model``
+    takes 0-255 pixels unless ``--pixel-range`` says otherwise."""
     from ..data import open_dataset
     from ..data.pixels import PixelContract, parse_channels
 
-    pixels = PixelContract(int(options.pop("pixel_range")), parse_channels(options.pop("pixel_mean")),
+    pixel_range = options.pop("pixel_range") or (255 if str(model).startswith("fastreid:") else 1)
+    pixels = PixelContract(int(pixel_range), parse_channels(options.pop("pixel_mean")),
                            parse_channels(options.pop("pixel_std")))
     return open_dataset(spec, options["image_size"], options["skip_bad_images"], options["cache_images"], pixels)
 
@@ -157,9 +159,10 @@ def data_options(training: bool = True):
                               "in memory)."),
             click.option("--cache-images", is_flag=True, help="Decode every image once and keep it in memory."),
             click.option("--skip-bad-images", is_flag=True, help="Skip unreadable images (with a warning count)."),
-            click.option("--pixel-range", type=click.Choice(["1", "255"]), default="1", show_default=True,
+            click.option("--pixel-range", type=click.Choice(["1", "255"]), default=None,
                          help="Pixel range the model takes: 1 for [0, 1] (torchvision, timm, torchreid), 255 for "
-                              "0-255 (fast-reid, which normalises inside; alone it feeds raw pixels)."),
+                              "0-255 (alone it feeds raw pixels; the default for fastreid: models, which "
+                              "normalise inside)  [default: 1]."),
             click.option("--pixel-mean", default=None, metavar="R,G,B",
                          help="Mean subtracted before the model, in --pixel-range units (default: ImageNet's for "
                               "range 1, none for 255)."),

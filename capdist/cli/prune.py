@@ -46,6 +46,6 @@ def prune_cmd(teacher, weights, model_args, embedding_output, allow_partial, dat
     settings = train_settings(options, run.device)
     check_batch(config.train.batch_size, settings["instances"])
     config.train = dataclasses.replace(config.train, epochs=config.finetune_epochs, **settings)
-    dataset = open_cli_data(data, options)
+    dataset = open_cli_data(data, options, teacher)
     prune(ModelSource(teacher, weights, model_args, embedding_output, allow_partial), dataset, config, out, run)
     click.echo(Path(out, "report.md").read_text())

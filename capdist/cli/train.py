@@ -87,7 +87,7 @@ def eval_cmd(model_dir, weights, model_args, embedding_output, allow_partial, da
     from ..io.run_dir import load_retrieval
     from ..io.sources import open_model
 
-    dataset = open_cli_data(data, reading)
+    dataset = open_cli_data(data, reading, model_dir)
     if Path(model_dir).is_dir() and not weights:
         model = load_retrieval(model_dir)
     else:

@@ -78,8 +78,8 @@ def open_model(spec: str, weights: str | None = None, args: dict | None = None, 
     """Build (and load) the model ``spec`` names.
 
     Args:
-        spec: run directory, torchvision / tiny name, ``package.module:factory``, ``timm:NAME`` or
-            ``torchreid:NAME``.
+        spec: run directory, torchvision / tiny name, ``package.module:factory``, ``timm:NAME``,
+            ``torchreid:NAME`` or ``fastreid:CONFIG.yml``.
         weights: checkpoint (safetensors or weights-only torch file, any usual container).
         args: keyword arguments of the constructor.
         num_classes: identities of the training data (the head of a :class:`RetrievalNet`).
@@ -96,8 +96,9 @@ def open_model(spec: str, weights: str | None = None, args: dict | None = None, 
         model = load_retrieval(spec)
         return OpenedModel(model, read_config(spec).get("source") or {"kind": "run", "spec": str(spec)},
                            f"{spec}: capdist run directory ({type(unwrapped(model)).__name__})")
-    if spec.startswith("torchreid:"):  # the identities of its classifier; the features are output 1 in training
+    if spec.startswith(("torchreid:", "fastreid:")):  # the identities of its classifier
         args = {"num_classes": num_classes, **args}
+    if spec.startswith("torchreid:"):  # built with loss='triplet': (logits, features) in training
         selector = 1 if selector is None else selector
     user_kind = "timm" if spec.startswith("timm:") else ("factory" if ":" in spec else None)
     source = {"kind": user_kind or "torchvision", "spec": spec, "args": args, "embedding_output": selector,

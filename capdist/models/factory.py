@@ -7,14 +7,12 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-import importlib
-
 import torchvision
 from torch import nn
 
 from ..errors import UnsupportedModel
 from .tiny import tiny_models
+from .zoo import ZOOS, import_path
 
 
 def build_model(spec: str, **kwargs) -> nn.Module:
@@ -23,17 +21,16 @@ def build_model(spec: str, **kwargs) -> nn.Module:
     Args:
         spec: a torchvision classification model name (``resnet18``), a capdist tiny
             model (``tiny_resnet``), ``package.module:factory`` (the part before the colon may also be
-            an attribute a package re-exports, e.g. ``torchreid.models:build_model``), ``timm:NAME``
-            or ``torchreid:NAME`` (``osnet_x1_0``; built with ``loss='triplet'``, no download).
+            an attribute a package re-exports, e.g. ``torchreid.models:build_model``), or a model of a
+            zoo (:mod:`capdist.models.zoo`): ``timm:NAME``, ``torchreid:NAME``, ``fastreid:CONFIG.yml``.
         **kwargs: passed to the constructor (e.g. ``num_classes``).
 
     Raises:
         UnsupportedModel: unknown name, a factory that fails or returns no module.
     """
-    if spec.startswith("timm:"):
-        return _checked(spec, _timm_factory(spec[5:]), kwargs)
-    if spec.startswith("torchreid:"):
-        return _checked(spec, _torchreid_factory(spec[10:]), kwargs)
+    zoo, _, name = spec.partition(":")
+    if zoo in ZOOS:
+        return _checked(spec, ZOOS[zoo](name), kwargs)
     if ":" in spec:
         module_name, _, attr = spec.partition(":")
         try:
@@ -83,66 +80,6 @@ def set_last_stride(model: nn.Module, stride: int, spec: str = "") -> None:
         block.downsample[0].stride = (stride, stride)
 
 
-def import_path(dotted: str):
-    """The object a dotted path names: the longest importable module, then attributes
-    (``torchreid.models`` is an attribute that ``torchreid`` re-exports, not a module).
-
-    Raises:
-        ImportError: not even the first part imports.
-    """
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        name = ".".join(parts[:cut])
-        try:
-            obj = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not name.startswith(exc.name) or cut == 1:
-                raise  # a module that exists failed inside, or nothing of the path imports
-            continue
-        for attr in parts[cut:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(dotted)
-
-
-TORCHREID_DEFAULTS = {"loss": "triplet", "pretrained": False}
-
-
-def _torchreid_factory(name: str):
-    """torchreid's ``build_model`` for one architecture: ``loss='triplet'`` (its training output is
-    ``(logits, features)``, so the features are the embedding in both modes) and no ImageNet download
-    (the user's checkpoint holds the weights)."""
-    try:
-        models = import_path("torchreid.reid.models")
-    except ImportError as exc:
-        raise UnsupportedModel(f"torchreid is not usable ({exc}): pip install 'capdist[torchreid]'") from None
-    known = sorted(getattr(models, "__model_factory", {}))
-    if known and name not in known:
-        close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
-        raise UnsupportedModel(f"unknown torchreid model '{name}'" + (f"; close matches: {', '.join(close)}"
-                                                                      if close else ""))
-
-    def create(**kwargs):
-        return models.build_model(name=name, **{**TORCHREID_DEFAULTS, **kwargs})
-
-    return create
-
-
-def _timm_factory(name: str):
-    try:
-        import timm
-    except ImportError:
-        raise UnsupportedModel("timm is not installed: pip install 'capdist[timm]'") from None
-    if name not in timm.list_models():
-        raise UnsupportedModel(f"unknown timm model '{name}'")
-
-    def create(**kwargs):
-        kwargs.pop("pretrained", None)
-        return timm.create_model(name, pretrained=False, **kwargs)
-
-    return create
-
-
 def _checked(spec: str, factory, kwargs: dict) -> nn.Module:
     """Call a user's factory; one clear line when it fails or returns something else than a module."""
     try:
@@ -158,7 +95,8 @@ def _checked(spec: str, factory, kwargs: dict) -> nn.Module:
 
 
 def parse_model_args(pairs) -> dict:
-    """``["num_classes=751", "name=a"]`` -> ``{"num_classes": 751, "name": "a"}`` (JSON literals, else strings).
+    """``["num_classes=751", "name=a"]`` -> ``{"num_classes": 751, "name": "a"}`` (JSON literals, else
+    strings); dotted keys are config keys (``MODEL.BACKBONE.DEPTH=18x`` for ``fastreid:`` models).
 
     Raises:
         UnsupportedModel: an item without ``=``.
@@ -168,7 +106,7 @@ def parse_model_args(pairs) -> dict:
     args = {}
     for pair in pairs or ():
         key, sep, value = str(pair).partition("=")
-        if not sep or not key.strip().isidentifier():
+        if not sep or not all(part.isidentifier() for part in key.strip().split(".")):
             raise UnsupportedModel(f"model argument '{pair}' must be KEY=VALUE, e.g. num_classes=751")
         try:
             args[key.strip()] = json.loads(value)
