@@ -161,14 +161,15 @@ def markdown(results: list[dict], steps: int) -> str:
 
 def plot(results: list[dict], path: Path) -> None:
     fig, axes = pyplot().subplots(1, len(results), figsize=(5 * len(results), 4.2), squeeze=False)
-    markers = {"CDD, FLOPs target": "o", "CDD, latency target": "s", "Torch-Pruning uniform magnitude": "^",
-               "Torch-Pruning uniform magnitude, round_to=8": "v"}
+    styles = {"CDD, FLOPs target": ("o", "C0"), "CDD, latency target": ("s", "C1"),
+              "Torch-Pruning uniform magnitude": ("^", "C2"),
+              "Torch-Pruning uniform magnitude, round_to=8": ("v", "C3")}
     for ax, r in zip(axes[0], results, strict=True):
-        for method, marker in markers.items():
+        for method, (marker, colour) in styles.items():  # one colour per method in every panel
             pts = [(row["flops_fraction"], row["latency_fraction"]) for row in r["rows"]
                    if row["method"] == method and "model" in row]
             if pts:
-                ax.scatter(*zip(*pts, strict=True), marker=marker, label=method)
+                ax.scatter(*zip(*pts, strict=True), marker=marker, color=colour, label=method)
         ax.plot([0, 1], [0, 1], color="gray", lw=0.8, ls="--", label="latency = FLOPs")
         ax.plot([0, 1], [0, 1.2], color="gray", lw=0.8, ls=":", label="latency = 1.2 x FLOPs")
         ax.set_title(f"{r['model']} {r['input_size'][1]}x{r['input_size'][2]} (CPU, batch 1)", fontsize=9)
@@ -178,7 +179,11 @@ def plot(results: list[dict], path: Path) -> None:
         ax.set_xlim(0, 0.65)
         ax.set_ylim(0, min(1.3, top + 0.08))
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    labelled = {}
+    for ax in axes[0]:  # every method once, whichever panels it appears in
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            labelled.setdefault(label, handle)
+    axes[0][-1].legend(labelled.values(), labelled.keys(), fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     save_figure(fig, path)
 
 
