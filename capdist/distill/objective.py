@@ -20,6 +20,9 @@ from .capture import FeatureCapture
 from .features import ReviewFusion
 from .registry import REGISTRY, LossInfo
 
+# losses over several captured layers, each pooled and projected to the teacher's width when they differ
+POOLED = ("cdd_pooled", "cdd_block")
+
 
 class UnknownLoss(CapdistError):
     """A loss name that is not registered, or a spec that cannot be parsed."""
@@ -113,7 +116,7 @@ class DistillObjective(nn.Module):
             elif t.name == "reviewkd":
                 self.adapters[key] = ReviewFusion([fs[n].shape[1] for n in t.layers],
                                                   [ft[n].shape[1] for n in t.layers])
-            elif t.name == "cdd_pooled":
+            elif t.name in POOLED:
                 self.adapters[key] = nn.ModuleList(
                     LinearProjector(fs[n].shape[1], ft[n].shape[1]) if fs[n].shape[1] != ft[n].shape[1]
                     else nn.Identity() for n in t.layers)
@@ -153,7 +156,7 @@ class DistillObjective(nn.Module):
             elif t.name == "reviewkd":
                 fused = self.adapters[key]([fs[n] for n in t.layers])
                 value = info.fn(fused, [ft[n] for n in t.layers])
-            elif t.name == "cdd_pooled":
+            elif t.name in POOLED:
                 pooled = [adapter(fs[n].mean((2, 3)) if fs[n].dim() == 4 else fs[n])
                           for adapter, n in zip(self.adapters[key], t.layers, strict=True)]
                 value = info.fn(pooled, [ft[n] for n in t.layers])

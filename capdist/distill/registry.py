@@ -6,7 +6,7 @@ Default weights follow the papers, and for the retrieval losses the D3still benc
 
 Example:
     >>> sorted(REGISTRY)[:3]
-    ['at', 'cc', 'cdd_pooled']
+    ['at', 'cc', 'cdd_block']
 """
 
 from __future__ import annotations
@@ -51,6 +51,8 @@ _ENTRIES = [
     LossInfo("reviewkd", "features", "Chen et al., CVPR 2021", "features", 1.0, features.reviewkd_loss),
     LossInfo("cdd_pooled", "features", "Xie et al., CVPR 2023 (CDD)", "features", 0.5,
              features.pooled_feature_loss),
+    LossInfo("cdd_block", "features", "Xie et al., CVPR 2023 (CDD)", "features", 0.5,
+             features.block_feature_loss),
     LossInfo("rkd_distance", "relations", "Park et al., CVPR 2019", "embedding", 25.0,
              relations.rkd_distance_loss),
     LossInfo("rkd_angle", "relations", "Park et al., CVPR 2019", "embedding", 50.0, relations.rkd_angle_loss),

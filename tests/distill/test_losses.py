@@ -146,7 +146,7 @@ def test_gradients_reach_student_never_teacher(name):
     t = torch.randn(shape, requires_grad=True)
     if name == "reviewkd":
         loss = info.fn([s], [t])
-    elif name == "cdd_pooled":
+    elif name in ("cdd_pooled", "cdd_block"):
         loss = info.fn([s], [t])
     elif info.needs == "logits+labels":
         loss = info.fn(s, t, torch.arange(6) % 10, **info.params)

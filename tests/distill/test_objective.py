@@ -12,7 +12,8 @@ from capdist.engine import TrainConfig, Trainer
 from capdist.models import RetrievalNet
 
 LAYERS = {"fitnet": "@backbone.layer2", "at": "@backbone.layer2",
-          "reviewkd": "@backbone.layer1+backbone.layer2", "cdd_pooled": "@backbone.layer1+backbone.layer2"}
+          "reviewkd": "@backbone.layer1+backbone.layer2", "cdd_pooled": "@backbone.layer1+backbone.layer2",
+          "cdd_block": "@backbone.layer1+backbone.layer2"}
 
 
 def _nets():
@@ -67,3 +68,19 @@ def test_every_loss_decreases_when_distilling_through_the_engine(name, tmp_path)
     Trainer(student, objective, data, cfg, tmp_path, param_groups=[{"params": params}]).fit()
     values = [json.loads(ln)[label] for ln in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert sum(values[-4:]) < sum(values[:4]), values
+
+
+def test_cdd_block_term_of_a_student_equal_to_its_teacher_is_zero_and_projects_narrower_students():
+    torch.manual_seed(0)
+    teacher = RetrievalNet("tiny_resnet", num_classes=4, backbone_kwargs={"width": 16}).eval()
+    same = RetrievalNet("tiny_resnet", num_classes=4, backbone_kwargs={"width": 16})
+    same.load_state_dict(teacher.state_dict())
+    x = torch.randn(4, 3, 16, 16)
+    spec = parse_spec("cdd_block@backbone.layer1+backbone.layer2")
+    objective = DistillObjective(spec, same.eval(), Teacher(teacher), x)
+    with torch.no_grad():
+        terms = objective(same(x), Teacher(teacher)(x))
+    assert float(next(iter(terms.values()))) == 0.0
+    narrow, _ = _nets()
+    objective = DistillObjective(spec, narrow, Teacher(teacher), x)  # 8 channels against 16: projected
+    assert float(next(iter(objective(narrow(x), Teacher(teacher)(x)).values()))) > 0
