@@ -3,8 +3,9 @@
 # FLOPs, seeds 0-4 (the seed also draws the 3,000 training images), ResNet-18 teacher 6 epochs, every
 # method 3 epochs at the same learning rate as applied (compress --lr 0.01; prune --lr 0.1, which
 # fine-tunes at a tenth of it), KD for every method, 2,000 test queries. Methods: compress with every
-# default (retrieval-guided schedule), compress --schedule contribution, magnitude and Taylor pruning.
-# Only CDD gets the block feature loss (a pruned model's blocks have other widths than the teacher's).
+# default (retrieval-guided schedule), compress --schedule contribution, compress with the CDD paper's
+# objective and search (recipes/cdd-paper.yaml), magnitude and Taylor pruning, and magnitude and Taylor
+# with CDD's block loss on the same eight blocks (cdd_block, each block projected to the teacher's width).
 # Runs that hold a report.json are kept, so an interrupted study resumes.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
@@ -12,6 +13,7 @@ R=${R:-runs/bench/seeds5}
 PY=${PY:-python}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
 TARGETS=${TARGETS:-"25 10"}
+BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn2+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 run() { local out=$1; shift; [ -f "$out/report.json" ] && return 0; echo "$(date +%T) $out"; "$PY" -m capdist "$@" --out "$out" --overwrite --quiet > /dev/null; }
 for target in $TARGETS; do
 for data in fmnist-open fmnist; do
@@ -24,9 +26,13 @@ for data in fmnist-open fmnist; do
     run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
     run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --schedule contribution \
         --seed "$seed"
+    run "$C/cdd-paper-seed$seed" compress --config recipes/cdd-paper.yaml --teacher "$T" "${common[@]}" --epochs 3 \
+        --seed "$seed"
     for method in magnitude taylor; do
       run "$C/$method-seed$seed" prune --model "$T" "${common[@]}" --method "$method" --finetune-epochs 3 --lr 0.1 \
           --seed "$seed"
+      run "$C/$method-block-seed$seed" prune --model "$T" "${common[@]}" --method "$method" --finetune-epochs 3 \
+          --lr 0.1 --distill "$BLOCKS" --seed "$seed"
     done
   done
 done
