@@ -5,7 +5,8 @@
 # fine-tunes at a tenth of it), KD for every method, 2,000 test queries. Methods: compress with every
 # default (retrieval-guided schedule), compress --schedule contribution, compress with the CDD paper's
 # objective and search (recipes/cdd-paper.yaml), magnitude and Taylor pruning, and magnitude and Taylor
-# with CDD's block loss on the same eight blocks (cdd_block, each block projected to the teacher's width).
+# with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
+# it; each projected to the teacher's width).
 # Runs that hold a report.json are kept, so an interrupted study resumes.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
@@ -13,7 +14,7 @@ R=${R:-runs/bench/seeds5}
 PY=${PY:-python}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
 TARGETS=${TARGETS:-"25 10"}
-BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn2+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
+BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 run() { local out=$1; shift; [ -f "$out/report.json" ] && return 0; echo "$(date +%T) $out"; "$PY" -m capdist "$@" --out "$out" --overwrite --quiet > /dev/null; }
 for target in $TARGETS; do
 for data in fmnist-open fmnist; do
