@@ -32,6 +32,14 @@ def _method(report: dict, config: dict) -> str:
     return config.get("prune", {}).get("method", "unknown")
 
 
+def _terms(report: dict) -> str:
+    """The loss terms a run trained with (CDD's training, or a baseline's fine-tuning), by name."""
+    terms = report.get("loss_terms") or {}
+    if isinstance(terms.get("finetune"), dict):
+        terms = {**{k: v for k, v in terms.items() if k != "finetune"}, **terms["finetune"]}
+    return "+".join(sorted(k for k, v in terms.items() if not isinstance(v, dict) and k != "penalty" and v))
+
+
 def collect(run_dirs: list[str | Path]) -> tuple[list[dict], dict]:
     """The final model of every run, with its method, plus the teacher row."""
     rows, teacher, datasets = [], None, set()
@@ -51,6 +59,7 @@ def collect(run_dirs: list[str | Path]) -> tuple[list[dict], dict]:
                      "mAP": final["symmetric"]["mAP"], "R@1": final["symmetric"]["R@1"],
                      "mAP_asym": final.get("asymmetric", {}).get("mAP"),
                      "epochs": report.get("epochs", report.get("finetune_epochs")),
+                     "terms": _terms(report),
                      "seed": config.get("train", {}).get("seed"),
                      "latency_ratio_b32": final.get("latency_ratio_b32",
                                                     final["latency_b32_ms"] / report["models"][0]["latency_b32_ms"])})
@@ -136,7 +145,8 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str,
     lines = [f"Teacher: {base / 1e9:.4f} GFLOPs, mAP {100 * teacher['symmetric']['mAP']:.2f}, "
              f"R@1 {100 * teacher['symmetric']['R@1']:.2f}, latency b32 {teacher['latency_b32_ms']:.1f} ms; {how}.", "",
              "| method | FLOPs vs teacher | params (M) | latency b1 (ms) | latency b32 (ms) | b32 vs teacher | mAP "
-             "| R@1 | mAP (teacher gallery) | epochs | Pareto |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| R@1 | mAP (teacher gallery) | epochs | loss terms | Pareto |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     seeded = len({r["seed"] for r in rows}) > 1
     if seeded:
         lines[2] = lines[2].replace("| method |", "| method | seed |")
@@ -147,7 +157,7 @@ def compare_runs(run_dirs: list[str | Path], out: str | Path, latency: dict[str,
         lines.append(f"| {r['method']} |{seed} {r['flops'] / base:.3f} | {r['params'] / 1e6:.3f} | "
                      f"{r['latency_b1_ms']:.2f} | {r['latency_b32_ms']:.1f} | {r['latency_ratio_b32']:.2f} | "
                      f"{100 * r['mAP']:.2f} | "
-                     f"{100 * r['R@1']:.2f} | {asym} | {r['epochs']} | {'yes' if i in front else ''} |")
+                     f"{100 * r['R@1']:.2f} | {asym} | {r['epochs']} | {r['terms']} | {'yes' if i in front else ''} |")
     atomic_write_bytes(out / "comparison.md", ("\n".join(lines) + "\n").encode())
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))

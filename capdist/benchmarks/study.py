@@ -3,8 +3,9 @@ budget, on Fashion-MNIST's closed-set and open-set retrieval protocols.
 
 Every method gets the same total epochs after the teacher (CDD: epochs with compactors;
 baselines: fine-tuning epochs after pruning), the same learning rate as applied, and CE + triplet
-+ KD; CDD also gets its block feature loss, which the baselines do not (their blocks are narrower than
-the teacher's), and each report's ``loss_terms`` lists what a run got. The
++ KD; CDD also gets its block feature loss, which the baselines here do not, and the comparison
+table's "loss terms" column says what each run trained with (``scripts/seed_study5.sh`` gives the
+baselines the same block loss through ``cdd_block``). The
 unpruned teacher trained for the same epochs, with and without KD, shows what the extra
 epochs alone give.
 Runs are written one by one, and the comparison is regenerated after each, so an

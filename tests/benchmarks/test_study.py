@@ -32,7 +32,12 @@ def test_digits_study_lands_every_method_within_two_percent(tmp_path):
     for r in rows:  # the table carries the side-by-side figures, not each run's own
         assert r["latency_b32_ms"] == latency[r["run"]]["latency_b32_ms"] > 0
         assert r["latency_ratio_b32"] == latency[r["run"]]["ratio_b32"]
-    assert "side by side" in (tmp_path / "out" / "digits" / "comparison.md").read_text()
+    table = (tmp_path / "out" / "digits" / "comparison.md").read_text()
+    assert "side by side" in table
+    compared = json.loads((tmp_path / "out" / "digits" / "comparison.json").read_text())["runs"]
+    terms = {r["method"]: r["terms"] for r in compared}
+    assert all("cdd_block" in t for m, t in terms.items() if m.startswith("cdd"))  # what each side got, stated
+    assert all("cdd_block" not in t and "kd" in t for m, t in terms.items() if m in ("magnitude", "taylor"))
     goals = (tmp_path / "out" / "goals.md").read_text()
     assert goals.count("| digits |") == 2 * 5  # five goals for each CDD schedule
     from click.testing import CliRunner
