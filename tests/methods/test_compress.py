@@ -61,9 +61,15 @@ def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, 
     assert f"{fraction:.1%} of the teacher's FLOPs, mAP {final['symmetric']['mAP']:.2%}" in card
     assert f'capdist.load("{out}")' in card and "## Input" in card
     if schedule == "retrieval":
-        shares = rep["rggr"]["share_of_target"]
-        assert rep["rggr"]["units"]["retrieval"]["total"] + rep["rggr"]["units"]["norm"]["total"] > 0
-        assert 0 <= shares["retrieval"] and 0 <= shares["norm"]
+        rggr = rep["rggr"]  # retrieval guidance masks units in a real run, and every FLOP removed is attributed
+        removed, shares, history = rggr["flops_removed"], rggr["share_of_target"], rggr["history"]
+        assert rggr["units"]["retrieval"]["total"] > 0 and rggr["units"]["norm"]["total"] > 0
+        for side in ("retrieval", "norm"):
+            assert shares[side] == pytest.approx(removed[side] / (1 - 0.5), abs=1e-3)
+            assert removed[side] == pytest.approx(history[-1][side], abs=1e-6)
+        for before, after in zip(history[:-1], history[1:], strict=True):
+            gained = after["retrieval"] + after["norm"] - before["retrieval"] - before["norm"]
+            assert before["flops"] - after["flops"] == pytest.approx(gained, abs=1e-6)
     names = [m["name"] for m in rep["models"]]
     assert names[0] == "teacher" and "compressed (after surgery)" in names
     final = rep["models"][-1]
