@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: demo test lint data venv clean
+.PHONY: demo test lint data venv clean reproduce
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: venv data
 test: venv
 	$(PY) -m ruff check capdist tests scripts
 	$(PY) -m pytest -q
+
+# re-make the small committed result (docs/benchmarks/reproduce.json) and say whether it drifted
+reproduce: venv
+	$(PY) -m capdist.benchmarks.reproduce --check
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
