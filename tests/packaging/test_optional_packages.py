@@ -1,9 +1,11 @@
 """The core imports and runs without any optional package; each extra names its install command."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 OPTIONAL = ("onnx", "onnxruntime", "sklearn", "scipy", "timm", "torchreid", "tensorboard", "faiss", "openvino")
@@ -54,3 +56,14 @@ def test_torch_is_loose_in_the_package_and_pinned_for_make():
     assert "==" not in torch_req and not any(d.startswith(("onnx", "scikit-learn")) for d in project["dependencies"])
     assert "torch==2.14.1" in (root / "constraints.txt").read_text().split()
     assert "-c constraints.txt" in (root / "Makefile").read_text()
+
+
+@pytest.mark.slow
+def test_installing_into_an_environment_with_torch_installs_capdist_alone(tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    report = tmp_path / "report.json"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-build-isolation",
+                           "--report", str(report), "-e", str(root)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = {item["metadata"]["name"].lower() for item in json.loads(report.read_text())["install"]}
+    assert names == {"capdist"}  # the user's torch and torchvision stay as they are
