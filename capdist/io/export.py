@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import warnings
@@ -82,6 +83,19 @@ def _sample(run: Path, config: dict) -> torch.Tensor:
     return torch.randn(4, *shape, generator=torch.Generator().manual_seed(0))
 
 
+def _write_input_contract(path: str, config: dict) -> None:
+    """The input the file takes, as ONNX metadata (``capdist.input``: shape, and pixels in [0, 1]
+    normalised with ``mean`` / ``std`` per channel), so a deployment reads it from the file."""
+    import onnx
+
+    model = onnx.load(path)
+    contract = {"shape": config.get("image_shape"), "pixels": "[0, 1], then (pixel - mean) / std per channel",
+                "mean": config.get("mean"), "std": config.get("std")}
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "capdist.input", json.dumps(contract)
+    onnx.save(model, path)
+
+
 def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> ExportResult:
     """Export the embedding path of ``run_dir`` as ``onnx`` or ``torchscript`` (written atomically).
 
@@ -117,6 +131,7 @@ def export_run(run_dir: str | Path, fmt: str, out: str | Path | None = None) -> 
                     fixed_batch = 1
                     torch.onnx.export(model, (x[:1],), tmp, dynamo=False, input_names=["images"],
                                       output_names=["embedding"])
+                _write_input_contract(tmp, config)
                 exported: nn.Module = OnnxModule(tmp)
             else:
                 traced = torch.jit.trace(model, x)

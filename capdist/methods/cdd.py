@@ -103,14 +103,14 @@ def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, 
     data = resolve_data(data, run.train_subset, run.test_subset, config.train.seed)
     teacher, student = ModelSource.of(teacher), student and ModelSource.of(student)
     teacher_model = teacher.open(data.num_classes).to(ctx.device)
-    heavy = student.open(data.num_classes) if student else copy.deepcopy(teacher_model)
-    student_model = heavy.to(ctx.device)
+    example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
+    heavy = student.open(data.num_classes).to(ctx.device) if student else None
+    preflight([teacher_model, heavy] if heavy is not None else [teacher_model], example)
+    student_model = heavy if heavy is not None else copy.deepcopy(teacher_model)
     t = config.train
     steps_per_epoch = len(data.train_loader or IdentityBatchSampler(data.train.pids, t.batch_size, t.seed,
                                                                      t.instances))
     timing = schedule_timing(config, steps_per_epoch)
-    example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
-    preflight([teacher_model, student_model] if student else [teacher_model], example)
     with removed_on_failure(out):
         if ctx.is_main:
             prepare_out_dir(out, overwrite=run.overwrite, resume=run.resume,

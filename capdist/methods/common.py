@@ -19,6 +19,7 @@ from torch import nn
 from ..data import RetrievalData, open_dataset
 from ..errors import UnsupportedModel
 from ..io.sources import open_model
+from ..models.view import RetrievalView
 
 log = logging.getLogger("capdist")
 
@@ -94,12 +95,31 @@ def _embedding(model: nn.Module, example: torch.Tensor) -> torch.Tensor:
     return out["embedding"] if isinstance(out, dict) else out
 
 
+def _find_embedding(view: RetrievalView, example: torch.Tensor) -> None:
+    """A view that names no output, over a module whose training output is a tuple or list while its eval
+    output is a tensor (torchreid's ``(logits, features)``): the one entry as wide as the eval output
+    becomes the embedding, said in one line. Several or none: left for the user to name."""
+    deployed = view.model.eval()(example)
+    trained = view.model.train()(example)
+    if not isinstance(deployed, torch.Tensor) or not isinstance(trained, (tuple, list)):
+        return
+    width = deployed.flatten(1).shape[1]
+    fits = [i for i, t in enumerate(trained) if isinstance(t, torch.Tensor) and t.dim() >= 2
+            and t.flatten(1).shape[1] == width]
+    if len(fits) == 1:
+        view.output = fits[0]
+        view.source["embedding_output"] = fits[0]
+        log.info("embedding: entry %d of the model's training-mode output, as wide (%d) as its eval-mode "
+                 "output (--embedding-output %d)", fits[0], width, fits[0])
+
+
 def preflight(models: list[nn.Module], example: torch.Tensor) -> None:
     """A forward of each model in eval mode and in training mode on a real batch (two images or more),
     before anything is written: a model whose output holds no embedding where capdist looks, or whose
     training-mode output is not the embedding it deploys (torchreid's ``loss='softmax'`` returns the
-    logits in training), fails here with its one-line reason. The training-mode pass leaves the
-    model's buffers (BatchNorm statistics) as they were.
+    logits in training), fails here with its one-line reason. A training-mode tuple with one entry as
+    wide as the eval-mode embedding has that entry chosen. The forwards leave the models' buffers
+    (BatchNorm statistics) as they were.
 
     Raises:
         UnsupportedModel: no embedding, or training and eval embeddings of different widths.
@@ -109,6 +129,8 @@ def preflight(models: list[nn.Module], example: torch.Tensor) -> None:
             was = model.training
             buffers = {name: b.clone() for name, b in model.named_buffers()}
             try:
+                if isinstance(model, RetrievalView) and model.output is None:
+                    _find_embedding(model, example)
                 deployed = _embedding(model.eval(), example)
                 trained = _embedding(model.train(), example)
             finally:

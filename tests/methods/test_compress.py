@@ -94,6 +94,12 @@ def test_load_in_fresh_process_reproduces_saved_outputs_and_exports_match(teache
     for fmt in ("onnx", "torchscript"):
         result = export_run(out, fmt)
         assert result.path.exists() and result.max_abs_diff <= 1e-4
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    config = json.loads((out / "config.json").read_text())
+    contract = json.loads(meta["capdist.input"])  # the input contract travels with the file
+    assert contract["shape"] == config["image_shape"] == [3, 16, 16] and contract["mean"] == config["mean"]
 
 
 def test_bad_inputs(teacher_dir, tmp_path):

@@ -58,3 +58,15 @@ def test_unknown_torchreid_name_is_one_line_with_close_matches():
 
     with pytest.raises(UnsupportedModel, match="unknown torchreid model 'osnet_x9'.*osnet_x1_0"):
         build_model("torchreid:osnet_x9")
+
+
+def test_the_embedding_of_a_factory_spec_is_found_in_its_training_tuple(caplog):
+    import logging
+
+    opened = open_model("torchreid.models:build_model", None, {"name": "osnet_x0_25", "num_classes": 5,
+                                                               "loss": "triplet", "pretrained": False})
+    assert opened.model.output is None
+    with caplog.at_level(logging.INFO, logger="capdist"):
+        preflight([opened.model], torch.randn(2, 3, 64, 32))
+    assert opened.model.output == 1 and opened.model.source["embedding_output"] == 1
+    assert "entry 1 of the model's training-mode output" in caplog.text
