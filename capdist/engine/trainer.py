@@ -135,13 +135,14 @@ class Trainer:
         keep_best: keep the weights of the best evaluation as ``best.safetensors``.
         loader: batches ``(images, pids)`` to train on instead of P x K sampling of ``train_set``
             (a user's own loader; needs ``len`` and ``set_epoch(epoch, start)``).
+        extra_log: more figures for every log line (e.g. the FLOPs the masks keep).
     """
 
     def __init__(self, model: nn.Module, objective: Objective, train_set: Dataset, config: TrainConfig,
                  out_dir: str | Path, param_groups: list[dict] | None = None, ctx: DistContext | None = None,
                  stateful: dict | None = None, after_step: Callable[[int], None] | None = None,
                  evaluator: Callable[[nn.Module], dict] | None = None, keep_best: bool = False,
-                 loader=None) -> None:
+                 loader=None, extra_log: Callable[[], dict] | None = None) -> None:
         self.ctx = ctx or DistContext()
         self.model = model.to(self.ctx.device)
         self.objective = objective
@@ -149,7 +150,7 @@ class Trainer:
         self.config = config
         self.out = Path(out_dir)
         self.stateful = stateful or {}
-        self.after_step = after_step
+        self.after_step, self.extra_log = after_step, extra_log
         if loader is not None:  # the user's own batching, as given
             self.sampler = self.loader = loader
         else:
@@ -299,7 +300,8 @@ class Trainer:
                     last = {"step": self.step, "epoch": self.step / self.steps_per_epoch,
                             "lr": self.optimizer.param_groups[0]["lr"],
                             "images_per_s": seen / max(now - tick, 1e-9),
-                            **{k: float(v.detach()) for k, v in terms.items()}}
+                            **{k: float(v.detach()) for k, v in terms.items()},
+                            **(self.extra_log() if self.extra_log else {})}
                     seen, tick = 0, now
                     self._log(last)
                 if bar is not None:

@@ -89,7 +89,13 @@ def _trainer(student: nn.Module, cm: CompactorModel, objective: CDDObjective, da
     return Trainer(student, objective, data.train, t, out, param_groups=groups, ctx=ctx,
                    stateful={"task": objective.task, **stateful}, after_step=after_step,
                    evaluator=lambda net: evaluate_models(net, data, device=str(ctx.device), workers=t.workers),
-                   loader=data.train_loader)
+                   loader=data.train_loader, extra_log=_flops_kept(cm))
+
+
+def _flops_kept(cm: CompactorModel):
+    """The FLOPs the current masks keep, as a fraction of the unmasked student's, for the training log."""
+    full = cm.flops()
+    return lambda: {"flops_kept": round(cm.flops() / full, 4)}
 
 
 def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, config: CompressConfig,

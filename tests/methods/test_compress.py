@@ -55,6 +55,8 @@ def test_compress_end_to_end_writes_every_file(teacher_dir, tmp_path, schedule, 
         low, high = row["latency_ratio_range_b32"]
         assert low <= row["latency_ratio_b32"] <= high
     assert "timed side by side with the teacher" in (out / "report.md").read_text()
+    kept = [json.loads(line)["flops_kept"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert kept == sorted(kept, reverse=True) and kept[0] <= 1.0 and kept[-1] <= 0.5 * 1.05  # masks only grow
     card = (out / "README.md").read_text()  # the model card states the report's own figures
     final, teacher = rep["models"][-1], rep["models"][0]
     fraction = final["flops"] / teacher["flops"]
