@@ -22,6 +22,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+JACCARD_ROWS = 128  # queries per piece of the shared-neighbour sums
+PAIRS = 65_536  # item pairs per piece of the encoding's distances
+
 
 def _neighbours(x: torch.Tensor, k: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` nearest items of every item (itself first) and each item's largest distance."""
@@ -56,7 +59,8 @@ def _encode(x: torch.Tensor, rank: torch.Tensor, col_max: torch.Tensor, k1: int)
         rows.append(torch.full_like(idx, i))
         cols.append(idx)
     rows, cols = torch.cat(rows), torch.cat(cols)
-    dist = (2 - 2 * (x[rows] * x[cols]).sum(1)).clamp_min(0) / col_max[rows]
+    dots = torch.cat([(x[rows[a:a + PAIRS]] * x[cols[a:a + PAIRS]]).sum(1) for a in range(0, len(rows), PAIRS)])
+    dist = (2 - 2 * dots).clamp_min(0) / col_max[rows]
     weight = torch.exp(-dist)
     weight = weight / torch.zeros(len(x)).index_add_(0, rows, weight)[rows]
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), weight, (len(x), len(x)),
@@ -90,7 +94,7 @@ def reranked_distance(query: torch.Tensor, gallery: torch.Tensor | None = None, 
     ptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.bincount(columns, minlength=len(x)).cumsum(0)])
     gallery_slice = slice(offset, len(x))
 
-    def block(start: int, end: int) -> torch.Tensor:
+    def jaccard_rows(start: int, end: int) -> torch.Tensor:
         rows = v.index_select(0, torch.arange(start, end)).coalesce()
         qi, k = rows.indices()
         qv = rows.values()
@@ -100,7 +104,11 @@ def reranked_distance(query: torch.Tensor, gallery: torch.Tensor | None = None, 
         entry = ptr[k][owner] + pos
         shared = torch.zeros(end - start, len(x)).index_put_(
             (qi[owner], members[entry]), torch.minimum(qv[owner], weights[entry]), accumulate=True)
-        jaccard = 1 - shared[:, gallery_slice] / (2 - shared[:, gallery_slice])
+        return 1 - shared[:, gallery_slice] / (2 - shared[:, gallery_slice])
+
+    def block(start: int, end: int) -> torch.Tensor:
+        # the shared-neighbour sums in pieces of JACCARD_ROWS queries: their index arrays are the peak
+        jaccard = torch.cat([jaccard_rows(a, min(a + JACCARD_ROWS, end)) for a in range(start, end, JACCARD_ROWS)])
         original = (2 - 2 * x[start:end] @ x[gallery_slice].T).clamp_min(0) / col_max[start:end].view(-1, 1)
         return (1 - lambda_value) * jaccard + lambda_value * original
 
