@@ -98,6 +98,16 @@ def _flops_kept(cm: CompactorModel):
     return lambda: {"flops_kept": round(cm.flops() / full, 4)}
 
 
+def _opened(teacher: ModelSource, student: ModelSource | None, num_classes: int,
+            example: torch.Tensor) -> tuple[nn.Module, nn.Module]:
+    """The teacher and the heavy student (a copy of the teacher by default), checked by the pre-flight
+    forwards before anything is written."""
+    teacher_model = teacher.open(num_classes).to(example.device)
+    heavy = student.open(num_classes).to(example.device) if student else None
+    preflight([teacher_model, heavy] if heavy is not None else [teacher_model], example)
+    return teacher_model, heavy if heavy is not None else copy.deepcopy(teacher_model)
+
+
 def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, config: CompressConfig,
              out: str | Path, run: RunOptions | None = None, student: ModelSource | str | nn.Module | None = None
              ) -> dict:
@@ -108,11 +118,8 @@ def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, 
     out = check_out_dir(out, overwrite=run.overwrite, resume=run.resume)
     data = resolve_data(data, run.train_subset, run.test_subset, config.train.seed)
     teacher, student = ModelSource.of(teacher), student and ModelSource.of(student)
-    teacher_model = teacher.open(data.num_classes).to(ctx.device)
     example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)
-    heavy = student.open(data.num_classes).to(ctx.device) if student else None
-    preflight([teacher_model, heavy] if heavy is not None else [teacher_model], example)
-    student_model = heavy if heavy is not None else copy.deepcopy(teacher_model)
+    teacher_model, student_model = _opened(teacher, student, data.num_classes, example)
     t = config.train
     steps_per_epoch = len(data.train_loader or IdentityBatchSampler(data.train.pids, t.batch_size, t.seed,
                                                                      t.instances))
