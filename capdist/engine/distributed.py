@@ -8,7 +8,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
@@ -56,8 +55,7 @@ class DistContext:
 def resolve_device(device: str) -> str:
     """``"auto"``: CUDA when this machine has it, else the CPU; any other name is returned as given."""
     if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        logging.getLogger("capdist").info("device: %s (--device auto)", device)
+        return "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
 

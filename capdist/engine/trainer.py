@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import pickle
 import time
@@ -36,6 +37,8 @@ from ..io.atomic import atomic_write_bytes
 from ..settings import setting
 from .distributed import DistContext
 from .monitor import Monitor
+
+log = logging.getLogger("capdist")
 
 Objective = Callable[[nn.Module, torch.Tensor, torch.Tensor, int], dict[str, torch.Tensor]]
 
@@ -262,6 +265,8 @@ class Trainer:
         elif self.ctx.is_main:
             (self.out / "metrics.jsonl").write_text("")
         c = self.config
+        log.info("training on %s: %d steps of %d images", self.ctx.device, self.total_steps - self.step,
+                 c.batch_size)
         every = c.checkpoint_every or self.steps_per_epoch
         bar = None
         if c.progress and self.ctx.is_main:
