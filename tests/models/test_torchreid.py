@@ -1,5 +1,7 @@
 """torchreid models as a torchreid user names them, checked against the real package."""
 
+import json
+
 import pytest
 import torch
 
@@ -70,3 +72,30 @@ def test_the_embedding_of_a_factory_spec_is_found_in_its_training_tuple(caplog):
         preflight([opened.model], torch.randn(2, 3, 64, 32))
     assert opened.model.output == 1 and opened.model.source["embedding_output"] == 1
     assert "entry 1 of the model's training-mode output" in caplog.text
+
+
+@pytest.mark.slow
+def test_compress_a_torchreid_checkpoint_with_one_command_reloads_as_its_class(tmp_path, monkeypatch):
+    import sys
+
+    from safetensors.torch import load_file
+
+    import capdist
+    from capdist.testing.folders import write_reid_folder
+
+    root = write_reid_folder(tmp_path / "reid")
+    torch.manual_seed(0)
+    theirs = torchreid_models.build_model(name="osnet_x0_25", num_classes=8, loss="triplet", pretrained=False)
+    weights = _saved_checkpoint(tmp_path, theirs)
+    out = tmp_path / "out"
+    monkeypatch.setattr(sys, "argv", ["capdist", "compress", "--teacher", "torchreid:osnet_x0_25", "--teacher-arg",
+                                      "num_classes=8", "--weights", str(weights), "--data", f"reid:{root}",
+                                      "--image-size", "64x32", "--epochs", "2", "--batch-size", "16",
+                                      "--target-flops", "0.5", "--out", str(out), "--quiet"])
+    main()
+    model, sample = capdist.load(out), load_file(str(out / "sample.safetensors"))
+    assert type(model).__name__ == "OSNet"
+    with torch.no_grad():
+        assert torch.allclose(model(sample["images"]), sample["embedding"], atol=1e-5)
+    report = json.loads((out / "report.json").read_text())
+    assert report["flops_fraction"] <= 0.5 and report["models"][0]["symmetric"]["mAP"] > 0
