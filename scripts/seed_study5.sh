@@ -4,8 +4,8 @@
 # method 3 epochs at the same learning rate as applied (compress --lr 0.01; prune --lr 0.1, which
 # fine-tunes at a tenth of it), KD for every method, 2,000 test queries. Methods: compress with every
 # default (retrieval-guided schedule), compress --schedule contribution, compress with the CDD paper's
-# objective and search (recipes/cdd-paper.yaml), magnitude and Taylor pruning, and magnitude and Taylor
-# with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
+# objective and search (recipes/cdd-paper.yaml), magnitude and Taylor pruning, and Taylor (the best
+# baseline of most cells) with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
 # it; each projected to the teacher's width).
 # Runs that hold a report.json are kept, so an interrupted study resumes.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
@@ -32,9 +32,9 @@ for data in fmnist-open fmnist; do
     for method in magnitude taylor; do
       run "$C/$method-seed$seed" prune --model "$T" "${common[@]}" --method "$method" --finetune-epochs 3 --lr 0.1 \
           --seed "$seed"
-      run "$C/$method-block-seed$seed" prune --model "$T" "${common[@]}" --method "$method" --finetune-epochs 3 \
-          --lr 0.1 --distill "$BLOCKS" --seed "$seed"
     done
+    run "$C/taylor-block-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 \
+        --lr 0.1 --distill "$BLOCKS" --seed "$seed"
   done
 done
 done
