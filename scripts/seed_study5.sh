@@ -3,7 +3,9 @@
 # FLOPs, seeds 0-4 (the seed also draws the 3,000 training images), ResNet-18 teacher 6 epochs, every
 # method 3 epochs at the same learning rate as applied (compress --lr 0.01; prune --lr 0.1, which
 # fine-tunes at a tenth of it), KD for every method, 2,000 test queries. Methods: compress with every
-# default (retrieval-guided schedule), compress --schedule contribution, compress with the CDD paper's
+# default (retrieval-guided schedule, masks from 0.3 epochs and at the target by 40% of training, chosen on
+# the validation splits by scripts/val_sweep.sh), the same with the earlier default timing (masks from epoch 1,
+# at the target by 60%: "late"), compress --schedule contribution (late timing), compress with the CDD paper's
 # objective and search (recipes/cdd-paper.yaml), magnitude and Taylor pruning, and Taylor (the best
 # baseline of most cells) with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
 # it; each projected to the teacher's width).
@@ -25,8 +27,10 @@ for data in fmnist-open fmnist; do
   C="$R/$data-$target"
   for seed in $SEEDS; do
     run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
-    run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --schedule contribution \
+    run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --mask-warmup 1 --mask-until 0.6 \
         --seed "$seed"
+    run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --schedule contribution \
+        --mask-warmup 1 --mask-until 0.6 --seed "$seed"
     run "$C/cdd-paper-seed$seed" compress --config recipes/cdd-paper.yaml --teacher "$T" "${common[@]}" --epochs 3 \
         --seed "$seed"
     for method in magnitude taylor; do

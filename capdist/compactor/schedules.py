@@ -72,9 +72,10 @@ class ScheduleConfig:
                         "norm top-up when it falls short), norm-ranked (ResRep), or ResRep's ranking by each "
                         "unit's retrieval contribution averaged over training (contribution).", flag="--schedule",
                         choices=schedule_names)
-    warmup: float = setting(1.0, "Epochs before the masks start.", flag="--mask-warmup", low=0)
-    until: float = setting(0.6, "Fraction of training by which the masks reach the target.", flag="--mask-until",
-                           low=0, high=1)
+    warmup: float = setting(0.3, "Epochs before the masks start (chosen on the validation splits, "
+                            "docs/benchmarks/val-sweep).", flag="--mask-warmup", low=0)
+    until: float = setting(0.4, "Fraction of training by which the masks reach the target (chosen on the "
+                           "validation splits).", flag="--mask-until", low=0, high=1)
     interval: int | None = setting(None, "Steps between mask updates (default: a tenth of an epoch; the authors' "
                                    "RGGR searches every step).", flag="--mask-interval", low=1)
     ratio: float = setting(0.5, "Fraction of channels counted as low-contribution (retrieval).", flag="--mask-ratio",
