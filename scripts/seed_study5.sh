@@ -17,12 +17,10 @@ PY=${PY:-python}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
 TARGETS=${TARGETS:-"25 10"}
 BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
-run() { local out=$1; shift; [ -f "$out/report.json" ] && return 0; echo "$(date +%T) $out"; "$PY" -m capdist "$@" --out "$out" --overwrite --quiet > /dev/null; }
+source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
 for data in fmnist-open fmnist; do
-  T="$R/teacher-$data"
-  [ -f "$T/model.safetensors" ] || "$PY" -m capdist train --model resnet18 --data "$data" --train-subset 3000 \
-      --epochs 6 --lr 0.05 --quiet --out "$T" --overwrite > /dev/null
+  T=$(teacher "$data")
   common=(--data "$data" --train-subset 3000 --test-subset 2000 --target-flops "$(printf '0.%02d' "$target")")
   C="$R/$data-$target"
   for seed in $SEEDS; do

@@ -11,12 +11,10 @@ R=${R:-runs/bench/val}
 PY=${PY:-python}
 SEEDS=${SEEDS:-"0 1 2"}
 TARGETS=${TARGETS:-"25 10"}
-run() { local out=$1; shift; [ -f "$out/report.json" ] && return 0; echo "$(date +%T) $out"; "$PY" -m capdist "$@" --out "$out" --overwrite --quiet > /dev/null; }
+source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
 for data in fmnist-open-val fmnist-val; do
-  T="$R/teacher-$data"
-  [ -f "$T/model.safetensors" ] || "$PY" -m capdist train --model resnet18 --data "$data" --train-subset 3000 \
-      --epochs 6 --lr 0.05 --quiet --out "$T" --overwrite > /dev/null
+  T=$(teacher "$data")
   common=(--data "$data" --train-subset 3000 --test-subset 2000 --target-flops "$(printf '0.%02d' "$target")")
   C="$R/$data-$target"
   for seed in $SEEDS; do
