@@ -24,7 +24,8 @@ from ..measure.timing import time_side_by_side
 
 
 def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int = 7, repeats: int = 5,
-                batch_sizes: tuple[int, ...] = (1, 32), seed: int = 0, device: str = "cpu") -> dict[str, dict]:
+                batch_sizes: tuple[int, ...] = (1, 32), seed: int = 0, device: str = "cpu",
+                timer: str = "eager") -> dict[str, dict]:
     """Median latency of every run's model and of the teacher, in interleaved rounds.
 
     Args:
@@ -35,10 +36,11 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
         batch_sizes: batch sizes to time.
         seed: shuffles the order of models within each round.
         device: where to time them.
+        timer: the runtime to time in, a name in :data:`capdist.measure.TIMERS`.
 
     Returns:
         ``{run: {"latency_b1_ms", "latency_b32_ms", "ratio_b1", "ratio_b32", "rounds", "threads", "device",
-        "bn_folded"}}``
+        "runtime", "precision", "bn_folded"}}``
         (keys follow ``batch_sizes``), with the teacher under the key ``"teacher"``.
 
     Raises:
@@ -53,10 +55,11 @@ def retime_runs(run_dirs: list[str | Path], teacher_dir: str | Path, rounds: int
         shapes[key] = tuple(read_config(path)["image_shape"])
     timing = time_side_by_side({k: EmbeddingOnly(m) for k, m in models.items()}, shapes["teacher"], batch_sizes,
                                rounds=rounds, repeats=repeats, warmup=1, device=device, reference="teacher",
-                               seed=seed, input_sizes=shapes)
+                               seed=seed, input_sizes=shapes, timer=timer)
     result = {}
     for key, t in timing.items():
-        row: dict = {"rounds": rounds, "threads": t["threads"], "device": t["device"], "bn_folded": t["bn_folded"]}
+        row: dict = {"rounds": rounds, "threads": t["threads"], "device": t["device"], "runtime": t["runtime"],
+                     "precision": t["precision"], "bn_folded": t["bn_folded"]}
         for b in batch_sizes:
             row[f"latency_b{b}_ms"] = t[f"b{b}"]["median_ms"]
             row[f"ratio_b{b}"] = t[f"b{b}"]["ratio"]

@@ -9,6 +9,7 @@ import torch
 
 from ..io.export import EmbeddingOnly
 from ..measure import count, measure_latency
+from ..measure.timer import check_timer
 from ..methods.settings import ReportConfig, timer_names
 from ..models import parse_input_size
 from .options import DEVICE_HELP, check_device, model_source_options, open_cli_model
@@ -33,6 +34,7 @@ def profile_cmd(model: str, weights, model_args, embedding_output, allow_partial
                 device: str, latency_backend: str, num_classes: int, as_json: bool) -> None:
     """Count params and FLOPs (fvcore vs thop) and time batch 1 and batch N."""
     size = parse_input_size(input_size)
+    check_timer(latency_backend, device)
     net = EmbeddingOnly(open_cli_model(model, weights, model_args, embedding_output, allow_partial,
                                        num_classes)).eval()
     counts = count(net, torch.randn(1, *size))
@@ -53,7 +55,7 @@ def profile_cmd(model: str, weights, model_args, embedding_output, allow_partial
         click.echo("  fvcore did not count: " + ", ".join(
             f"{k} x{v}" for k, v in sorted(counts.uncounted_ops.items())))
     for r in (one, many):
-        click.echo(f"  latency batch {r.batch_size:>3} on {r.device} ({r.threads} threads): "
+        click.echo(f"  latency batch {r.batch_size:>3} in {r.runtime} on {r.device} ({r.threads} threads): "
                    f"p50 {r.p50_ms:.2f} ms, p90 {r.p90_ms:.2f} ms")
     click.echo("  slowest layers (batch 1): " + ", ".join(
         f"{k} {v:.2f} ms" for k, v in list(one.layers_ms.items())[:5]))

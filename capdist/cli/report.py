@@ -9,6 +9,8 @@ import click
 from ..benchmarks.compare import compare_runs
 from ..benchmarks.retime import retime_runs
 from ..io.atomic import atomic_write_json
+from ..measure.timer import check_timer
+from ..methods.settings import timer_names
 from .options import DEVICE_HELP, check_device
 
 
@@ -22,12 +24,16 @@ from .options import DEVICE_HELP, check_device
               help="Interleaved timing rounds with --retime.")
 @click.option("--device", default="auto", show_default=True, callback=check_device,
               help="Where --retime times: " + DEVICE_HELP)
-def report_cmd(runs: tuple[str, ...], out: str, teacher: str | None, rounds: int, device: str) -> None:
+@click.option("--latency-backend", type=click.Choice(timer_names()), default="eager", show_default=True,
+              help="Runtime --retime times in.")
+def report_cmd(runs: tuple[str, ...], out: str, teacher: str | None, rounds: int, device: str,
+               latency_backend: str) -> None:
     """Table (Markdown, CSV) and mAP-vs-FLOPs / mAP-vs-latency plots with the Pareto front marked."""
     latency = None
     if teacher:
+        check_timer(latency_backend, device)
         compare_runs(list(runs), out)  # checks the runs before minutes of timing
-        latency = retime_runs(list(runs), teacher, rounds=rounds, device=device)
+        latency = retime_runs(list(runs), teacher, rounds=rounds, device=device, timer=latency_backend)
         atomic_write_json(Path(out) / "latency.json", latency)
     compare_runs(list(runs), out, latency=latency)
     click.echo(Path(out, "comparison.md").read_text())

@@ -66,7 +66,8 @@ def model_rows(entries: list[tuple[str, nn.Module]], data: RetrievalData, device
                                reference=entries[0][0], timer=timer)
     for row in rows:
         t = timing[row["name"]]
-        row.update({"latency_device": t["device"], "latency_threads": t["threads"],
+        row.update({"latency_device": t["device"], "latency_threads": t["threads"], "latency_runtime": t["runtime"],
+                    "latency_precision": t["precision"],
                     "latency_input_size": t["input_size"], "latency_rounds": t["rounds"],
                     "latency_bn_folded": t["bn_folded"]})
         for b in batches:

@@ -15,6 +15,12 @@ from .atomic import atomic_write_bytes
 CARD = "README.md"
 
 
+def _runtime(row: dict) -> str:
+    """The runtime the row's latency was measured in, as a reader names it."""
+    runtime = row.get("latency_runtime", "eager")
+    return "PyTorch (eager)" if runtime == "eager" else runtime
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.2%}"
 
@@ -62,7 +68,7 @@ def model_card(rows: list[dict], extra: dict, config: dict, out: str | Path) -> 
              "| model | FLOPs (x teacher) | params | mAP | R@1 | mAP, teacher gallery | latency b1 (x teacher) |",
              "|---|---|---|---|---|---|---|", *(_row(r, teacher) for r in rows), "",
              f"Latency measured side by side with the teacher on {final.get('latency_device', '?')} "
-             f"({final.get('latency_threads', '?')} threads) in PyTorch; `report.md` has every figure.", "",
+             f"({final.get('latency_threads', '?')} threads) in {_runtime(final)}; `report.md` has every figure.", "",
              "## Input", "", *_input(config), "",
              "## Use", "", "```python", "import capdist", "",
              f'model = capdist.load("{out}")  # the original class, pruned; eval mode', "```", "",

@@ -69,7 +69,8 @@ def markdown_table(rows: list[dict], asymmetric_first: bool = False) -> str:
     if rows and "latency_device" in rows[0]:
         r = rows[0]
         lines += ["", f"Latency: median of {r.get('latency_rounds', '?')} interleaved rounds, every model timed side "
-                      f"by side with the teacher on {r['latency_device']} ({r['latency_threads']} threads) at "
+                      f"by side with the teacher in {r.get('latency_runtime', 'eager')} on {r['latency_device']} "
+                      f"({r['latency_threads']} threads, {r.get('latency_precision', 'float32')}) at "
                       f"{'x'.join(map(str, r.get('latency_input_size', [])))}; ratios taken round by round"
                       + _folding(rows) + "."]
     return "\n".join(lines)
@@ -165,8 +166,9 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
                          "report.json, over training in mask_schedule.png")
         elif key == "latency_budget":
             lines.append(f"- latency target {value['target']:.0%} of the teacher's latency at batch {value['batch']}, "
-                         f"{'x'.join(map(str, value['input_size']))} on {value['device']}: predicted "
-                         f"{value['predicted']:.1%}, measured side by side {value['measured']:.1%} ("
+                         f"{'x'.join(map(str, value['input_size']))} on {value['device']} in "
+                         f"{value.get('runtime', 'eager')}: predicted {value['predicted']:.1%}, measured side by side "
+                         f"{value['measured']:.1%} ("
                          f"{'within' if value['within_5_percent'] else 'not within'} 5% of the request)")
         elif value is not None:
             lines.append(f"- {key}: {value}")

@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import CapdistError
+from .call_timing import benchmark_module
 
 DEFAULT_TIMER = "eager"
 
@@ -69,17 +69,9 @@ class Timer(Protocol):
         ...
 
 
-def _benchmark():
-    """``torch.utils.benchmark``, imported without its CUDA-toolkit warning on CPU-only machines."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import benchmark
-
-    return benchmark
-
-
 class _EagerTiming:
     def __init__(self, module: nn.Module, x: torch.Tensor, threads: int) -> None:
-        self._timer = _benchmark().Timer("with torch.no_grad():\n    module(x)",
+        self._timer = benchmark_module().Timer("with torch.no_grad():\n    module(x)",
                                          globals={"module": module, "x": x, "torch": torch}, num_threads=threads)
 
     def mean_ms(self, passes: int) -> float:
@@ -123,7 +115,19 @@ class EagerTimer:
         return _EagerTiming(module, x, self._threads())
 
 
-TIMERS: dict[str, Callable[..., Timer]] = {"eager": EagerTimer}
+def _onnxruntime(threads: int | None = None) -> Timer:
+    from .runtimes import OnnxRuntimeTimer
+
+    return OnnxRuntimeTimer(threads=threads)
+
+
+def _openvino(threads: int | None = None) -> Timer:
+    from .runtimes import OpenVinoTimer
+
+    return OpenVinoTimer(threads=threads)
+
+
+TIMERS: dict[str, Callable[..., Timer]] = {"eager": EagerTimer, "onnxruntime": _onnxruntime, "openvino": _openvino}
 
 
 def get_timer(timer: Timer | str | None = None, threads: int | None = None) -> Timer:
@@ -139,6 +143,21 @@ def get_timer(timer: Timer | str | None = None, threads: int | None = None) -> T
     if name not in TIMERS:
         raise UnknownTimer(f"unknown timer {name!r}; choose one of: {', '.join(sorted(TIMERS))}")
     return TIMERS[name](threads=threads)
+
+
+def check_timer(name: str, device: str | torch.device) -> Timer:
+    """The back-end ``name`` built (so a missing runtime package fails here, before anything is
+    written), checked against ``device``: the compiled runtimes time on the CPU only.
+
+    Raises:
+        UnknownTimer: a name that is not in :data:`TIMERS`.
+        CapdistError: a runtime that is not installed, or a compiled runtime asked to time on a GPU.
+    """
+    timer = get_timer(name)
+    if name != "eager" and torch.device(device).type != "cpu":
+        raise CapdistError(f"the {name} latency back-end times on the CPU; add --device cpu or use "
+                           "--latency-backend eager")
+    return timer
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -86,8 +86,8 @@ def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...],
         timer: the timing back-end, or its name in :data:`~capdist.measure.timer.TIMERS` (default: eager).
 
     Returns:
-        ``{name: {"device", "threads", "runtime", "input_size", "rounds", "bn_folded", "b<N>": {"median_ms",
-        "p10_ms", "p90_ms", "ratio", "ratio_min", "ratio_max"}}}``.
+        ``{name: {"device", "threads", "runtime", "precision", "input_size", "rounds", "bn_folded",
+        "b<N>": {"median_ms", "p10_ms", "p90_ms", "ratio", "ratio_min", "ratio_max"}}}``.
     """
     dev = torch.device(device)
     reference = reference or next(iter(models))
@@ -122,6 +122,7 @@ def time_side_by_side(models: dict[str, nn.Module], input_size: tuple[int, ...],
     result = {}
     for name in models:
         row: dict = {"device": str(dev), "threads": described["threads"], "runtime": described["runtime"],
+                     "precision": described["precision"],
                      "input_size": list(sizes[name]), "rounds": rounds,
                      "bn_folded": folded[name] if fold_batchnorm else False}
         for b in batch_sizes:

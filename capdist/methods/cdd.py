@@ -30,6 +30,7 @@ from ..engine.evaluation import evaluate_models
 from ..errors import UnreachableTarget
 from ..io.export import EmbeddingOnly
 from ..io.out_dir import check_out_dir, prepare_out_dir, removed_on_failure
+from ..measure.timer import check_timer
 from ..models.view import unwrapped
 from .cdd_objective import CDDObjective
 from .cdd_report import write_report
@@ -116,6 +117,7 @@ def compress(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, 
     start = time.time()
     ctx = init_distributed(run.device)
     out = check_out_dir(out, overwrite=run.overwrite, resume=run.resume)
+    check_timer(config.report.latency_backend, ctx.device)
     data = resolve_data(data, run.train_subset, run.test_subset, config.train.seed)
     teacher, student = ModelSource.of(teacher), student and ModelSource.of(student)
     example = torch.stack([data.train[i][0] for i in range(2)]).to(ctx.device)

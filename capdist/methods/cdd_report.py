@@ -48,6 +48,7 @@ def _latency_row(config: CompressConfig, budget: LatencyBudget, rows: list[dict]
                  image_shape: tuple[int, ...]) -> dict:
     measured = rows[-1][f"latency_ratio_b{config.target.latency_batch}"]
     return {"target": config.target.latency, "batch": config.target.latency_batch, "device": device,
+            "runtime": rows[-1].get("latency_runtime", "eager"),
             "input_size": list(config.report.latency_input_size or image_shape),
             "predicted": round(budget.fraction(), 4), "measured": round(measured, 4),
             "within_5_percent": abs(measured / config.target.latency - 1) <= 0.05,

@@ -24,6 +24,7 @@ from ..engine.outputs import model_rows, save_result
 from ..errors import UnreachableTarget
 from ..io.out_dir import check_out_dir, prepare_out_dir
 from ..measure.latency_table import LatencyTable, build_latency_table
+from ..measure.timer import check_timer
 from ..measure.timing import deployed
 from ..models.losses import batch_hard_triplet, smoothed_cross_entropy
 from ..models.view import has_logits, unwrapped, wrapped_like
@@ -117,6 +118,7 @@ def _report_extra(config: PruneConfig, plan, ratio: float, seconds: float, tuned
         measured = rows[-1][f"latency_ratio_b{config.target.latency_batch}"]
         extra["latency_budget"] = {
             "target": config.target.latency, "batch": config.target.latency_batch, "device": device,
+            "runtime": rows[-1].get("latency_runtime", "eager"),
             "input_size": list(table.key["input_size"]), "predicted": round(predicted, 4),
             "measured": round(measured, 4), "within_5_percent": abs(measured / config.target.latency - 1) <= 0.05,
             "calibration": "none: the pruning ratio is bisected on the table's prediction"}
@@ -136,6 +138,7 @@ def prune(teacher: ModelSource | str | nn.Module, data: str | RetrievalData, con
     start, out, device = time.time(), Path(out), resolve_device(run.device)
     data = resolve_data(data, run.train_subset, run.test_subset, config.train.seed)
     check_out_dir(out, overwrite=run.overwrite)
+    check_timer(config.report.latency_backend, device)
     source = ModelSource.of(teacher)
     teacher = source.open(data.num_classes)
     preflight([teacher], torch.stack([data.train[i][0] for i in range(2)]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-OPTIONAL = ("onnx", "onnxruntime", "sklearn", "scipy", "timm", "torchreid", "tensorboard", "faiss", "openvino")
+OPTIONAL = ("onnx", "onnxruntime", "sklearn", "scipy", "timm", "torchreid", "tensorboard", "openvino")
 
 # a module mapped to None in sys.modules is one Python cannot import (ModuleNotFoundError), as if absent
 BLOCKER = f"""
