@@ -240,6 +240,26 @@ def _export_missing_folder(tmp):
     return ["export", str(run), "--format", "onnx", "--out", str(tmp / "nope" / "m.onnx")], "does not exist", []
 
 
+def _export_int8_without_data(tmp):
+    run = _run_dir(tmp)
+    return ["export", str(run), "--format", "onnx", "--precision", "int8"], "give --data", []
+
+
+def _export_torchscript_fp16(tmp):
+    run = _run_dir(tmp)
+    return (["export", str(run), "--format", "torchscript", "--precision", "fp16", "--out", str(tmp / "out")],
+            "float32 only", [])
+
+
+def _export_openvino_not_xml(tmp):
+    run = _run_dir(tmp)
+    return ["export", str(run), "--format", "openvino", "--out", str(tmp / "out")], "ends in .xml", []
+
+
+def _export_spec_without_out(tmp):
+    return ["export", "tiny_resnet", "--format", "onnx", "--input-size", "3x16x16"], "give --out", []
+
+
 def _gallery_other_width(tmp):
     query, gallery = _run_dir(tmp, embed_dim=16), _run_dir(tmp, embed_dim=32)
     return (["eval", "--model", str(query), "--gallery-model", str(gallery), "--data", "digits"],
@@ -247,7 +267,8 @@ def _gallery_other_width(tmp):
 
 
 FILE_CASES = [_one_class, _msmt_bad_id, _bomb, _resume_random_checkpoint, _resume_malicious_checkpoint,
-              _export_over_weights, _export_missing_folder, _gallery_other_width]
+              _export_over_weights, _export_missing_folder, _export_int8_without_data, _export_torchscript_fp16,
+              _export_openvino_not_xml, _export_spec_without_out, _gallery_other_width]
 
 
 @pytest.mark.parametrize("case", FILE_CASES, ids=[c.__name__.lstrip("_") for c in FILE_CASES])
