@@ -65,7 +65,8 @@ def short_run(name: str, steps: int, seed: int = 0):
     return net.eval(), cm, example
 
 
-def _flops(model, size) -> int:
+def flops_of(model, size) -> int:
+    """Multiply-adds of one image through ``model`` (fvcore)."""
     return int(fvcore_by_module(model, (torch.randn(1, *size),))[""])
 
 
@@ -75,7 +76,7 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, tab
     net, cm, example = short_run(name, steps)
     teacher = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
     models, rows = {"teacher": teacher}, []
-    base = _flops(teacher, size)
+    base = flops_of(teacher, size)
     for target in TARGETS:
         try:
             NormSchedule(cm, target).update(limit=10**9)
@@ -122,7 +123,7 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, tab
         if "model" not in row:
             continue
         t = timing[row["model"]]["b1"]
-        flops = _flops(models[row["model"]], size) / base
+        flops = flops_of(models[row["model"]], size) / base
         row.update({"flops_fraction": round(flops, 4), "latency_fraction": round(t["ratio"], 4),
                     "latency_range": [round(t["ratio_min"], 4), round(t["ratio_max"], 4)],
                     "latency_over_flops": round(t["ratio"] / flops, 3)})

@@ -1,0 +1,148 @@
+"""Latency where models are deployed: the same pruned widths timed in PyTorch eager, ONNX Runtime and
+OpenVINO (CPU, float32, batch 1), each runtime side by side with the unpruned network.
+
+For each case (ResNet-50 at 224x224 and 256x128, MobileNetV2 at 224x224) and each FLOPs target
+(50%, 25%, 10%): CDD's widths (ResRep's global norm ranking after a short penalised run, as
+:mod:`capdist.benchmarks.latency_suite` makes them), with any widths and with widths rounded to
+multiples of 8, against Torch-Pruning's uniform magnitude pruning with and without ``round_to=8``.
+Every model of a case is timed in every runtime in interleaved rounds against the unpruned network
+in that runtime; the figure is the median of the per-round ratios. Writes ``deploy.json`` and
+``deploy.md`` into ``--out``::
+
+    .venv/bin/python -m capdist.benchmarks.deploy_suite [--out docs/benchmarks/deploy] [--cases 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+from ..compactor import NormSchedule, surgery
+from ..errors import UnreachableTarget
+from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..measure.timer import get_timer
+from ..measure.timing import time_side_by_side
+from ..pruners import prune_to_flops
+from .latency_suite import CASES, TARGETS, flops_of, short_run
+
+RUNTIMES = ("eager", "onnxruntime", "openvino")
+METHODS = ("CDD, FLOPs target", "CDD, FLOPs target, widths x8", "Torch-Pruning uniform",
+           "Torch-Pruning uniform, round_to=8")
+
+
+def _cdd_models(name: str, steps: int, size: tuple[int, int, int]) -> tuple[dict, list[dict]]:
+    net, cm, example = short_run(name, steps)
+    models, rows = {}, []
+    for round_to, method in ((1, METHODS[0]), (8, METHODS[1])):
+        cm.config.round_to = round_to
+        for target in TARGETS:
+            for g in cm.groups:
+                g.set_mask(torch.ones(g.channels, dtype=torch.bool))
+            key = f"cdd-{round_to}-{target}"
+            try:
+                NormSchedule(cm, target).update(limit=10**9)
+            except UnreachableTarget as exc:
+                rows.append({"method": method, "target": target, "skipped": str(exc)})
+                continue
+            models[key] = surgery(cm, example, tolerance=None).model.eval()
+            rows.append({"method": method, "target": target, "model": key})
+    return models, rows
+
+
+def _uniform_models(teacher: torch.nn.Module, size: tuple[int, int, int]) -> tuple[dict, list[dict]]:
+    models, rows = {}, []
+    for round_to, method in ((None, METHODS[2]), (8, METHODS[3])):
+        for target in TARGETS:
+            try:
+                res = prune_to_flops(copy.deepcopy(teacher), torch.randn(1, *size), "magnitude", target, round_to)
+            except UnreachableTarget as exc:
+                rows.append({"method": method, "target": target, "skipped": str(exc)})
+                continue
+            key = f"tp-{round_to or 1}-{target}"
+            models[key] = res.model.eval()
+            rows.append({"method": method, "target": target, "model": key})
+    return models, rows
+
+
+def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, threads: int) -> dict:
+    """Every method at every target for one network and input size, timed in every runtime."""
+    start = time.time()
+    teacher = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
+    cdd, cdd_rows = _cdd_models(name, steps, size)
+    uniform, uniform_rows = _uniform_models(teacher, size)
+    models, rows = {"teacher": teacher, **cdd, **uniform}, cdd_rows + uniform_rows
+    base = flops_of(teacher, size)
+    teacher_ms, described = {}, {}
+    for runtime in RUNTIMES:
+        timer = get_timer(runtime, threads=threads)
+        described[runtime] = timer.describe(torch.zeros(1, *size))
+        timing = time_side_by_side(models, size, (1,), rounds=rounds, repeats=3, reference="teacher", timer=timer)
+        teacher_ms[runtime] = round(timing["teacher"]["b1"]["median_ms"], 2)
+        for row in rows:
+            if "model" in row:
+                t = timing[row["model"]]["b1"]
+                row[runtime] = {"fraction": round(t["ratio"], 4),
+                                "range": [round(t["ratio_min"], 4), round(t["ratio_max"], 4)]}
+    for row in rows:
+        if "model" in row:
+            row["flops_fraction"] = round(flops_of(models[row["model"]], size) / base, 4)
+            for runtime in RUNTIMES:
+                row[runtime]["over_flops"] = round(row[runtime]["fraction"] / row["flops_fraction"], 3)
+    return {"model": name, "input_size": list(size), "teacher_ms": teacher_ms, "runtimes": described,
+            "rounds": rounds, "rows": rows, "seconds": round(time.time() - start, 1)}
+
+
+def markdown(results: list[dict], steps: int, command: str) -> str:
+    lines = ["# Latency where it is deployed: PyTorch eager, ONNX Runtime and OpenVINO", "",
+             f"Reproduce: `{command}` ({platform.machine()} CPU, batch 1, float32, torch {torch.__version__}). "
+             "Each cell: latency fraction of the unpruned network in that runtime (median of per-round ratios "
+             "over interleaved rounds) and, after the slash, latency fraction / FLOPs fraction. Widths: CDD's "
+             f"global norm ranking after {steps} penalised SGD steps on a randomly initialised network; "
+             "Torch-Pruning's uniform magnitude pruning. BatchNorms folded in every model.", ""]
+    for r in results:
+        runtimes = ", ".join(f"{d['runtime']} {d['threads']} threads" for d in r["runtimes"].values())
+        lines += [f"## {r['model']} at {r['input_size'][1]}x{r['input_size'][2]}", "",
+                  "Unpruned: " + ", ".join(f"{k} {v} ms" for k, v in r["teacher_ms"].items()) + f" ({runtimes}).",
+                  "", "| method | target | FLOPs fraction | " + " | ".join(RUNTIMES) + " |",
+                  "|---|---|---|" + "---|" * len(RUNTIMES)]
+        for row in r["rows"]:
+            if "skipped" in row:
+                lines.append(f"| {row['method']} | {row['target']:.0%} | unreachable |" + " |" * len(RUNTIMES))
+                continue
+            cells = [f"{row[k]['fraction']:.3f} / {row[k]['over_flops']:.2f}" for k in RUNTIMES]
+            lines.append(f"| {row['method']} | {row['target']:.0%} | {row['flops_fraction']:.3f} | "
+                         + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default="docs/benchmarks/deploy")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cases", default="all", help="all, or indices into CASES, e.g. 0,2")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = ".venv/bin/python -m capdist.benchmarks.deploy_suite" + \
+        ("" if args.cases == "all" else f" --cases {args.cases}")
+    cases = CASES if args.cases == "all" else [CASES[int(i)] for i in args.cases.split(",")]
+    results = []
+    for name, size in cases:
+        print(f"{name} at {size}", flush=True)
+        results.append(run_case(name, size, args.steps, args.rounds, args.threads))
+        atomic_write_json(out / "deploy.json", {"steps": args.steps, "cases": results})
+        atomic_write_bytes(out / "deploy.md", markdown(results, args.steps, command).encode())
+
+
+if __name__ == "__main__":
+    main()
