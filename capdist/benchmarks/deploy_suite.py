@@ -6,7 +6,9 @@ For each case (ResNet-50 at 224x224 and 256x128, MobileNetV2 at 224x224) and eac
 :mod:`capdist.benchmarks.latency_suite` makes them), with any widths and with widths rounded to
 multiples of 8, against Torch-Pruning's uniform magnitude pruning with and without ``round_to=8``.
 Every model of a case is timed in every runtime in interleaved rounds against the unpruned network
-in that runtime; the figure is the median of the per-round ratios. Writes ``deploy.json`` and
+in that runtime; the figure is the median of the per-round ratios. With ``--latency-targets``, CDD's
+widths under latency targets of 50% and 25% whose per-layer table and probes were measured in each
+runtime named (as ``compress --latency-backend`` builds them). Writes ``deploy.json`` and
 ``deploy.md`` into ``--out``::
 
     .venv/bin/python -m capdist.benchmarks.deploy_suite [--out docs/benchmarks/deploy] [--cases 0]
@@ -26,6 +28,7 @@ import torchvision
 from ..compactor import NormSchedule, surgery
 from ..errors import UnreachableTarget
 from ..io.atomic import atomic_write_bytes, atomic_write_json
+from ..measure.latency_budget import build_latency_budget
 from ..measure.timer import get_timer
 from ..measure.timing import time_side_by_side
 from ..pruners import prune_to_flops
@@ -36,14 +39,48 @@ METHODS = ("CDD, FLOPs target", "CDD, FLOPs target, widths x8", "Torch-Pruning u
            "Torch-Pruning uniform, round_to=8")
 
 
-def _cdd_models(name: str, steps: int, size: tuple[int, int, int]) -> tuple[dict, list[dict]]:
-    net, cm, example = short_run(name, steps)
+def _reset(cm) -> None:
+    for g in cm.groups:
+        g.set_mask(torch.ones(g.channels, dtype=torch.bool))
+
+
+def _latency_models(cm, example, teacher, size, runtime: str, threads: int, table_time: float) -> tuple[dict, list]:
+    """CDD's widths under latency targets measured in ``runtime``: the per-layer table and the uniform
+    probes timed there, the schedule's widths recalibrated once, as ``compress --latency-backend`` does."""
+    _reset(cm)
+    cm.config.round_to = 1
+    table_start = time.time()
+    budget = build_latency_budget(cm, teacher, example, size, min_run_time=table_time, choose_round_to=True,
+                                  timer=get_timer(runtime, threads=threads))
+    table_seconds = round(time.time() - table_start, 1)
+    models, rows = {}, []
+    method = f"CDD, latency target in {runtime}"
+    for target in (0.5, 0.25):
+        _reset(cm)
+        budget.calibration.pop("during_training", None)
+        budget.scale = budget.calibration["scale"]
+        try:
+            schedule = NormSchedule(cm, target, budget=budget)
+            schedule.update(limit=10**9)
+            budget.recalibrate(example)
+            schedule.update(limit=10**9)
+        except UnreachableTarget as exc:
+            rows.append({"method": method, "target": target, "skipped": str(exc)})
+            continue
+        key = f"cdd-latency-{runtime}-{target}"
+        models[key] = surgery(cm, example, tolerance=None).model.eval()
+        rows.append({"method": method, "target": target, "model": key, "runtime": runtime,
+                     "predicted": round(budget.fraction(), 4), "round_to": budget.calibration.get("round_to"),
+                     "table_seconds": table_seconds})
+    return models, rows
+
+
+def _cdd_models(cm, example) -> tuple[dict, list[dict]]:
     models, rows = {}, []
     for round_to, method in ((1, METHODS[0]), (8, METHODS[1])):
         cm.config.round_to = round_to
         for target in TARGETS:
-            for g in cm.groups:
-                g.set_mask(torch.ones(g.channels, dtype=torch.bool))
+            _reset(cm)
             key = f"cdd-{round_to}-{target}"
             try:
                 NormSchedule(cm, target).update(limit=10**9)
@@ -70,13 +107,18 @@ def _uniform_models(teacher: torch.nn.Module, size: tuple[int, int, int]) -> tup
     return models, rows
 
 
-def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, threads: int) -> dict:
-    """Every method at every target for one network and input size, timed in every runtime."""
+def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, threads: int,
+             latency_runtimes: tuple[str, ...] = (), table_time: float = 0.02) -> dict:
+    """Every method at every target for one network and input size, timed in every runtime; with
+    ``latency_runtimes``, also CDD's widths under latency targets measured in each of them."""
     start = time.time()
     teacher = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
-    cdd, cdd_rows = _cdd_models(name, steps, size)
-    uniform, uniform_rows = _uniform_models(teacher, size)
-    models, rows = {"teacher": teacher, **cdd, **uniform}, cdd_rows + uniform_rows
+    _, cm, example = short_run(name, steps)
+    models, rows = {"teacher": teacher}, []
+    for made in [_cdd_models(cm, example), _uniform_models(teacher, size)] + [
+            _latency_models(cm, example, teacher, size, runtime, threads, table_time) for runtime in latency_runtimes]:
+        models.update(made[0])
+        rows += made[1]
     base = flops_of(teacher, size)
     teacher_ms, described = {}, {}
     for runtime in RUNTIMES:
@@ -104,7 +146,10 @@ def markdown(results: list[dict], steps: int, command: str) -> str:
              "Each cell: latency fraction of the unpruned network in that runtime (median of per-round ratios "
              "over interleaved rounds) and, after the slash, latency fraction / FLOPs fraction. Widths: CDD's "
              f"global norm ranking after {steps} penalised SGD steps on a randomly initialised network; "
-             "Torch-Pruning's uniform magnitude pruning. BatchNorms folded in every model.", ""]
+             "Torch-Pruning's uniform magnitude pruning. Latency-target rows: the per-layer table and the "
+             "uniform probes measured in the runtime named (in bold: the runtime the target is a fraction of), "
+             "the widths recalibrated once, as `compress --latency-backend` does. BatchNorms folded in every "
+             "model.", ""]
     for r in results:
         runtimes = ", ".join(f"{d['runtime']} {d['threads']} threads" for d in r["runtimes"].values())
         lines += [f"## {r['model']} at {r['input_size'][1]}x{r['input_size'][2]}", "",
@@ -115,8 +160,10 @@ def markdown(results: list[dict], steps: int, command: str) -> str:
             if "skipped" in row:
                 lines.append(f"| {row['method']} | {row['target']:.0%} | unreachable |" + " |" * len(RUNTIMES))
                 continue
-            cells = [f"{row[k]['fraction']:.3f} / {row[k]['over_flops']:.2f}" for k in RUNTIMES]
-            lines.append(f"| {row['method']} | {row['target']:.0%} | {row['flops_fraction']:.3f} | "
+            cells = [f"{'**' if row.get('runtime') == k else ''}{row[k]['fraction']:.3f}"
+                     f"{'**' if row.get('runtime') == k else ''} / {row[k]['over_flops']:.2f}" for k in RUNTIMES]
+            predicted = f" (predicted {row['predicted']:.3f})" if "predicted" in row else ""
+            lines.append(f"| {row['method']}{predicted} | {row['target']:.0%} | {row['flops_fraction']:.3f} | "
                          + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -129,17 +176,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cases", default="all", help="all, or indices into CASES, e.g. 0,2")
+    parser.add_argument("--latency-targets", default="", help="runtimes to build latency budgets in, e.g. "
+                        "onnxruntime,openvino (each measures a per-layer table: minutes per runtime)")
+    parser.add_argument("--table-time", type=float, default=0.02)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = ".venv/bin/python -m capdist.benchmarks.deploy_suite" + \
-        ("" if args.cases == "all" else f" --cases {args.cases}")
+        ("" if args.cases == "all" else f" --cases {args.cases}") + \
+        (f" --latency-targets {args.latency_targets}" if args.latency_targets else "")
+    runtimes = tuple(r for r in args.latency_targets.split(",") if r)
     cases = CASES if args.cases == "all" else [CASES[int(i)] for i in args.cases.split(",")]
     results = []
     for name, size in cases:
         print(f"{name} at {size}", flush=True)
-        results.append(run_case(name, size, args.steps, args.rounds, args.threads))
+        results.append(run_case(name, size, args.steps, args.rounds, args.threads, runtimes, args.table_time))
         atomic_write_json(out / "deploy.json", {"steps": args.steps, "cases": results})
         atomic_write_bytes(out / "deploy.md", markdown(results, args.steps, command).encode())
 
