@@ -51,3 +51,9 @@ class RunFinished(CapdistError):
 
 class SurgeryError(CapdistError):
     """Surgery produced a model that does not compute what the masked model computes."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of ``exc``'s message (at most ``limit`` characters), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

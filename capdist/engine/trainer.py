@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 from ..data.loader import train_loader
 from ..data.sampling import IdentityBatchSampler
 from ..data.transforms import Augment
-from ..errors import CheckpointError, TrainingDiverged
+from ..errors import CheckpointError, TrainingDiverged, first_line
 from ..io.atomic import atomic_write_bytes
 from ..settings import setting
 from .distributed import DistContext
@@ -232,8 +232,7 @@ class Trainer:
             self.monitor.load_state_dict(state.get("monitor", {}))
         except (RuntimeError, KeyError, EOFError, ValueError, TypeError, AttributeError, IndexError,
                 pickle.UnpicklingError) as exc:
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"cannot resume from {path}: {reason}; remove it to start over") from None
+            raise CheckpointError(f"cannot resume from {path}: {first_line(exc)}; remove it to start over") from None
         self.step = int(state["step"])
         log = self.out / "metrics.jsonl"
         if self.ctx.is_main and log.is_file():

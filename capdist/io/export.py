@@ -3,7 +3,8 @@
 Formats: ONNX (torch's TorchScript-based exporter, or its dynamo exporter), OpenVINO IR (converted
 from the ONNX file) and TorchScript; precisions float32, float16 and INT8 (static post-training
 quantisation calibrated on the user's images, :mod:`capdist.io.quantize`). Every file is written
-atomically, carries the input contract (size, mean / std) in its metadata, and comes
+atomically, carries the input contract (size, mean / std) in its metadata (an ONNX metadata entry,
+an OpenVINO runtime-info entry, a TorchScript extra file, each named ``capdist.input``), and comes
 back with the largest difference between its output and PyTorch's on sample inputs, run by the
 file's own runtime.
 
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -28,11 +30,11 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ..errors import CapdistError
+from ..errors import CapdistError, first_line
 from .out_dir import RUN_MARKERS
 from .quantize import PRECISIONS, to_fp16, to_int8
 from .run_dir import load_retrieval, read_config
-from .runtime_modules import OnnxModule, OpenVinoModule
+from .runtime_modules import OnnxModule, OpenVinoModule, openvino_module
 
 FORMATS = ("onnx", "openvino", "torchscript")
 EXPORTERS = ("torchscript", "dynamo")
@@ -149,10 +151,7 @@ def _onnx_at(precision: str, fp32: str, work: str, calibration: list[torch.Tenso
 
 
 def _openvino_ir(onnx_path: str, target: str, precision: str, contract: dict) -> None:
-    try:
-        import openvino as ov
-    except ImportError:
-        raise ExportError("OpenVINO export needs OpenVINO: pip install 'capdist[openvino]'") from None
+    ov = openvino_module()
     model = ov.convert_model(onnx_path)
     model.set_rt_info(json.dumps(contract), ["capdist", "input"])
     ov.save_model(model, target, compress_to_fp16=precision == "fp16")
@@ -164,9 +163,10 @@ def _check_target(path: Path, run: Path | None, fmt: str, precision: str) -> Non
     if path.is_dir():
         raise ExportError(f"--out {path} is a directory; name the file to write, e.g. "
                           f"{path / default_name(fmt, precision)}")
-    if run is not None and path.resolve().parent == run.resolve() and \
-            path.name in RUN_MARKERS + ("plan.json", "sample.safetensors"):
-        raise ExportError(f"--out {path} would overwrite the run's own {path.name}; choose another file name")
+    if run is not None and path.resolve().parent == run.resolve():
+        written = {path.name, path.name + ".json"} | ({path.with_suffix(".bin").name} if fmt == "openvino" else set())
+        for name in sorted(written & set(RUN_MARKERS + ("plan.json", "sample.safetensors"))):
+            raise ExportError(f"--out {path} would overwrite the run's own {name}; choose another file name")
     if not path.parent.is_dir():
         raise ExportError(f"the folder of --out {path} does not exist; create it first")
     if fmt == "openvino" and path.suffix != ".xml":
@@ -200,6 +200,10 @@ def export_model(model: nn.Module, x: torch.Tensor, fmt: str, path: str | Path, 
                           f"{', '.join(PRECISIONS)}; exporters {', '.join(EXPORTERS)}")
     path = Path(path)
     _check_target(path, run, fmt, precision)
+    if precision == "int8" and not calibration:
+        raise ExportError("int8 export calibrates on training images; give --data")
+    if exporter == "dynamo" and fmt != "torchscript" and importlib.util.find_spec("onnxscript") is None:
+        raise ExportError("the dynamo exporter needs onnxscript: pip install 'capdist[export]'")
     model = EmbeddingOnly(model).eval()
     work = tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.")
     fixed_batch = None
@@ -208,11 +212,13 @@ def export_model(model: nn.Module, x: torch.Tensor, fmt: str, path: str | Path, 
             warnings.simplefilter("ignore")
             written = os.path.join(work, path.name)
             if fmt == "torchscript":
-                torch.jit.trace(model, x).save(written)
+                torch.jit.trace(model, x).save(written, _extra_files={"capdist.input": json.dumps(contract)})
             else:
                 fp32 = os.path.join(work, "model.fp32.onnx")
                 fixed_batch = _onnx(model, x, fp32, exporter)
                 _add_onnx_metadata(fp32, contract)
+                if fixed_batch and calibration:  # the file takes batches of that size only
+                    calibration = [part for batch in calibration for part in batch.split(fixed_batch)]
                 chosen = _onnx_at(precision, fp32, work, calibration, calibration_method)
                 if fmt == "onnx":
                     os.replace(chosen, written)
@@ -226,10 +232,10 @@ def export_model(model: nn.Module, x: torch.Tensor, fmt: str, path: str | Path, 
     except CapdistError:
         raise
     except Exception as exc:  # exporters raise many types
-        raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}") from None
+        raise ExportError(f"{fmt} export failed: {type(exc).__name__}: {first_line(exc)}") from None
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ExportResult(path=path, max_abs_diff=diff, module=_runner(str(path), fmt), fixed_batch=fixed_batch,
+    return ExportResult(path=path, max_abs_diff=diff, module=exported, fixed_batch=fixed_batch,
                         output_scale=float(reference.abs().max()), fmt=fmt, precision=precision)
 
 

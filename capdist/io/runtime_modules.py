@@ -1,6 +1,7 @@
-"""An exported file run by its deployment runtime behind an ``nn.Module`` interface, so the same
-retrieval evaluation measures the file that ships: ONNX Runtime (an ``.onnx`` file) and OpenVINO
-(an ``.onnx`` or ``.xml`` IR file), both on the CPU."""
+"""Deployment runtimes behind one construction each, and an exported file run by its runtime behind
+an ``nn.Module`` interface, so the same retrieval evaluation measures the file that ships: ONNX Runtime
+(an ``.onnx`` file) and OpenVINO (an ``.onnx`` or ``.xml`` IR file), both on the CPU. The latency
+timers of :mod:`capdist.measure.runtimes` build their sessions here too."""
 
 from __future__ import annotations
 
@@ -15,6 +16,49 @@ from ..errors import CapdistError
 
 class RuntimeNotInstalled(CapdistError, ImportError):
     """The runtime a file needs is not installed."""
+
+
+def onnxruntime_module():
+    """``onnxruntime``, or one error naming its install command."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RuntimeNotInstalled("onnxruntime is not installed: pip install 'capdist[export]' "
+                                  "(or onnxruntime-gpu)") from None
+    return onnxruntime
+
+
+def openvino_module():
+    """``openvino``, or one error naming its install command."""
+    try:
+        import openvino
+    except ImportError:
+        raise RuntimeNotInstalled("OpenVINO is not installed: pip install 'capdist[openvino]'") from None
+    return openvino
+
+
+def onnx_session(model: bytes | str | Path, threads: int | None = None):
+    """An ONNX Runtime session on the CPU provider (all graph optimisations, ``threads`` intra-op
+    threads, one inter-op thread) for ONNX bytes or a file."""
+    ort = onnxruntime_module()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                providers=["CPUExecutionProvider"])
+
+
+def openvino_compiled(model: bytes | str | Path, precision: str = "f32", threads: int | None = None):
+    """ONNX bytes, or an ONNX / IR file, compiled for OpenVINO's CPU plug-in in latency mode at the
+    inference precision ``precision`` (``f32`` by default: the plug-in's own default may be bf16 or f16)."""
+    ov = openvino_module()
+    core = ov.Core()
+    read = core.read_model(model=model) if isinstance(model, bytes) else core.read_model(str(model))
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
+              **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
+    return core.compile_model(read, "CPU", config)
 
 
 class _BatchedRuntime(nn.Module):
@@ -37,16 +81,7 @@ class OnnxModule(_BatchedRuntime):
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise RuntimeNotInstalled("onnxruntime is not installed: pip install 'capdist[export]' "
-                                      "(or onnxruntime-gpu)") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnx_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         batch = self.session.get_inputs()[0].shape[0]
         self.fixed_batch = batch if isinstance(batch, int) else None
@@ -56,31 +91,13 @@ class OnnxModule(_BatchedRuntime):
 
 
 class OpenVinoModule(_BatchedRuntime):
-    """Runs an ONNX or OpenVINO IR file with OpenVINO's CPU plug-in.
-
-    Args:
-        path: the ``.onnx`` or ``.xml`` file.
-        precision: ``INFERENCE_PRECISION_HINT``: ``f32`` (the default here, so figures are not
-            silently reduced-precision), or ``bf16`` / ``f16`` where the CPU has them.
-    """
+    """Runs an ONNX or OpenVINO IR file with OpenVINO's CPU plug-in (see :func:`openvino_compiled`)."""
 
     def __init__(self, path: str | Path, precision: str = "f32", threads: int | None = None) -> None:
         super().__init__()
-        try:
-            import openvino as ov
-        except ImportError:
-            raise RuntimeNotInstalled("OpenVINO is not installed: pip install 'capdist[openvino]'") from None
-        core = ov.Core()
-        model = core.read_model(str(path))
-        batch = model.inputs[0].get_partial_shape()[0]
+        self.compiled = openvino_compiled(path, precision, threads)
+        batch = self.compiled.inputs[0].get_partial_shape()[0]
         self.fixed_batch = None if batch.is_dynamic else batch.get_length()
-        config = {"INFERENCE_PRECISION_HINT": precision, **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
-        self.compiled = core.compile_model(model, "CPU", config)
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         return self.compiled({0: x})[0]
-
-
-def runtime_module(path: str | Path, runtime: str) -> nn.Module:
-    """The module that runs ``path`` in ``runtime`` (``onnxruntime`` or ``openvino``)."""
-    return OnnxModule(path) if runtime == "onnxruntime" else OpenVinoModule(path)

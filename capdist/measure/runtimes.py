@@ -1,9 +1,10 @@
 """Timing back-ends for the runtimes models are deployed in: ONNX Runtime and OpenVINO (CPU).
 
 Each prepares a module once (exported to ONNX in memory, then an inference session or a compiled
-OpenVINO model with the requested threads) and times its ``run`` call with ``torch.utils.benchmark``,
-so a figure here and an eager one come from the same statistics. Both runtimes are optional
-packages: a missing one is one error naming its install command, raised when the timer is built.
+OpenVINO model with the requested threads, built by :mod:`capdist.io.runtime_modules`) and times
+its inference call with ``torch.utils.benchmark``, so a figure here and an eager one come from the
+same statistics. Both runtimes are optional packages: a missing one is one error naming its
+install command, raised when the timer is built.
 
 Example:
     >>> import torch
@@ -23,11 +24,8 @@ import torch
 from torch import nn
 
 from ..errors import CapdistError
+from ..io.runtime_modules import onnx_session, onnxruntime_module, openvino_compiled, openvino_module
 from .call_timing import CallTiming
-
-
-class RuntimeMissing(CapdistError, ImportError):
-    """A timing back-end whose runtime package is not installed."""
 
 
 def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
@@ -40,6 +38,11 @@ def onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+def _on_cpu(name: str, x: torch.Tensor) -> None:
+    if x.device.type != "cpu":
+        raise CapdistError(f"the {name} back-end times on the CPU; run with --device cpu")
+
+
 class OnnxRuntimeTimer:
     """ONNX Runtime on the CPU execution provider, all graph optimisations, ``threads`` intra-op threads.
 
@@ -50,29 +53,16 @@ class OnnxRuntimeTimer:
     name = "onnxruntime"
 
     def __init__(self, threads: int | None = None) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise RuntimeMissing("the onnxruntime back-end needs onnxruntime: pip install 'capdist[export]'") from None
-        self._ort = onnxruntime
+        self._version = onnxruntime_module().__version__
         self.threads = threads or torch.get_num_threads()
 
     def describe(self, x: torch.Tensor) -> dict[str, Any]:
-        return {"runtime": f"onnxruntime {self._ort.__version__} (CPU)", "threads": self.threads,
+        return {"runtime": f"onnxruntime {self._version} (CPU)", "threads": self.threads,
                 "batch": int(x.shape[0]), "precision": "float32"}
 
-    def session(self, model: bytes | str):
-        """An inference session on ``model`` (ONNX bytes or a file) with this timer's settings."""
-        options = self._ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        return self._ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-
-    def prepare(self, module: nn.Module, x: torch.Tensor):
-        if x.device.type != "cpu":
-            raise CapdistError("the onnxruntime back-end times on the CPU; run with --device cpu")
-        session = self.session(onnx_bytes(module, x))
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> CallTiming:
+        _on_cpu(self.name, x)
+        session = onnx_session(onnx_bytes(module, x), self.threads)
         feed = {session.get_inputs()[0].name: x.numpy()}
         return CallTiming(lambda: session.run(None, feed))
 
@@ -89,30 +79,21 @@ class OpenVinoTimer:
     name = "openvino"
 
     def __init__(self, threads: int | None = None, precision: str = "f32") -> None:
-        try:
-            import openvino
-        except ImportError:
-            raise RuntimeMissing("the openvino back-end needs OpenVINO: pip install 'capdist[openvino]'") from None
-        self._ov = openvino
+        self._version = openvino_module().__version__.split("-")[0]
         self.threads = threads or torch.get_num_threads()
         self.precision = precision
 
     def describe(self, x: torch.Tensor) -> dict[str, Any]:
         precision = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}.get(self.precision, self.precision)
-        return {"runtime": f"openvino {self._ov.__version__.split('-')[0]} (CPU)", "threads": self.threads,
+        return {"runtime": f"openvino {self._version} (CPU)", "threads": self.threads,
                 "batch": int(x.shape[0]), "precision": precision}
 
     def compile(self, model: bytes | str):
         """``model`` (ONNX bytes, or an ONNX / IR file) compiled for the CPU with this timer's settings."""
-        core = self._ov.Core()
-        read = core.read_model(model) if isinstance(model, str) else core.read_model(model=model)
-        return core.compile_model(read, "CPU", {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
-                                                "INFERENCE_PRECISION_HINT": self.precision})
+        return openvino_compiled(model, self.precision, self.threads)
 
-    def prepare(self, module: nn.Module, x: torch.Tensor):
-        if x.device.type != "cpu":
-            raise CapdistError("the openvino back-end times on the CPU; run with --device cpu")
-        compiled = self.compile(onnx_bytes(module, x))
-        request = compiled.create_infer_request()
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> CallTiming:
+        _on_cpu(self.name, x)
+        request = self.compile(onnx_bytes(module, x)).create_infer_request()
         array = np.ascontiguousarray(x.numpy())
         return CallTiming(lambda: request.infer({0: array}))

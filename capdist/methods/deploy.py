@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ..data import RetrievalData
+from ..data.loader import fetch
 from ..engine.evaluation import evaluate_models
-from ..errors import CapdistError
+from ..errors import CapdistError, UnsupportedModel
 from ..io.atomic import atomic_write_json
-from ..io.export import default_name, export_model, input_contract, random_sample, run_sample
-from ..io.recipe import read_recipe
+from ..io.export import EmbeddingOnly, default_name, export_model, input_contract, random_sample, run_sample
+from ..io.recipe import RecipeError, read_recipe
 from ..io.run_dir import load_retrieval, read_config
 from ..models.factory import parse_model_args
 from .common import ModelSource, resolve_data
@@ -52,21 +53,25 @@ class DeployConfig:
 def calibration_batches(data: RetrievalData, count: int, seed: int = 0, batch: int = 32) -> list[torch.Tensor]:
     """``count`` training images drawn by ``seed`` (as the model sees them at inference), in batches."""
     picked = random.Random(seed).sample(range(len(data.train)), min(count, len(data.train)))
-    images = torch.stack([data.train[i][0] for i in picked])
-    return list(images.split(batch))
+    return list(fetch(data.train, torch.tensor(picked))[0].split(batch))
 
 
 def recorded_teacher(run: Path) -> ModelSource | None:
-    """The teacher a run was made from, as its ``config.yaml`` records it (None when it does not)."""
+    """The teacher a run was made from, as its ``config.yaml`` records it: ``teacher`` of a compress
+    run, ``model`` of a prune run (None for other runs: a trained model's ``model`` is where it started)."""
     recipe = run / "config.yaml"
     if not recipe.is_file():
         return None
-    settings = read_recipe(recipe)
-    spec = settings.get("teacher") or settings.get("model")
-    if not spec:
-        return None
-    return ModelSource(spec, settings.get("weights"), parse_model_args(settings.get("model-arg") or []),
-                       settings.get("embedding-output"), bool(settings.get("allow-partial")))
+    for command, key in (("compress", "teacher"), ("prune", "model")):
+        try:
+            settings = read_recipe(recipe, command)
+        except RecipeError:
+            continue
+        if settings.get(key):
+            return ModelSource(settings[key], settings.get("weights"),
+                               parse_model_args(settings.get("model-arg") or []), settings.get("embedding-output"),
+                               bool(settings.get("allow-partial")))
+    return None
 
 
 @dataclass
@@ -134,10 +139,7 @@ def deploy(source: Exportable | str | Path, config: DeployConfig, out: str | Pat
     if out is None and item.run is None:
         raise CapdistError("give --out: the file to write")
     opened = resolve_data(data, None, test_subset, config.seed) if data is not None else None
-    shape = item.config.get("image_shape")
-    if opened is not None and shape and list(opened.image_shape) != list(shape):
-        raise CapdistError(f"--data {opened.name} gives {'x'.join(map(str, opened.image_shape))} images; the model "
-                           f"takes {'x'.join(map(str, shape))} (give --image-size or the data it was made for)")
+    gallery, gallery_name = _gallery_model(item, opened, teacher) if opened is not None else (None, None)
     calibration = calibration_batches(opened, config.calibration_images, config.seed) \
         if opened is not None and config.precision == "int8" else None
     path = Path(out) if out else item.run / default_name(config.fmt, config.precision)
@@ -146,15 +148,36 @@ def deploy(source: Exportable | str | Path, config: DeployConfig, out: str | Pat
     summary = {"file": str(result.path), **asdict(config), "max_abs_diff": result.max_abs_diff,
                "relative_diff": result.relative_diff, "fixed_batch": result.fixed_batch,
                "input": input_contract(item.config)}
-    if opened is not None:
-        gallery_source = ModelSource.of(teacher) if teacher is not None else item.teacher
-        gallery = gallery_source.open(item.num_classes or opened.num_classes) if gallery_source else None
-        summary["teacher"] = str(gallery_source.spec) if gallery_source else None
-        summary["exported"] = _figures(result.module, opened, gallery)
-        summary["pytorch"] = _figures(item.model, opened, gallery)
-        summary["data"] = opened.name
-    atomic_write_json(Path(str(result.path) + ".json"), summary)
+    try:
+        if opened is not None:
+            summary.update({"data": opened.name, "teacher": gallery_name,
+                            "exported": _figures(result.module, opened, gallery),
+                            "pytorch": _figures(item.model, opened, gallery)})
+        atomic_write_json(Path(str(result.path) + ".json"), summary)
+    except BaseException:
+        for written in (result.path, result.path.with_suffix(".bin")) if config.fmt == "openvino" else (result.path,):
+            written.unlink(missing_ok=True)
+        raise
     return summary
+
+
+def _gallery_model(item: Exportable, data: RetrievalData, teacher: str | ModelSource | None
+                   ) -> tuple[nn.Module | None, str | None]:
+    """The model whose gallery is indexed (given, or the one the run records), opened and checked to
+    embed in the same space as the model to export, before anything is written."""
+    if isinstance(shape := item.config.get("image_shape"), list) and list(data.image_shape) != shape:
+        raise CapdistError(f"--data {data.name} gives {'x'.join(map(str, data.image_shape))} images; the model "
+                           f"takes {'x'.join(map(str, shape))}: give the data it was made for")
+    source = ModelSource.of(teacher) if teacher is not None else item.teacher
+    if source is None:
+        return None, None
+    gallery = source.open(item.num_classes or data.num_classes)
+    with torch.no_grad():
+        ours, theirs = EmbeddingOnly(item.model)(item.sample[:1]), EmbeddingOnly(gallery)(item.sample[:1])
+    if ours.shape[-1] != theirs.shape[-1]:
+        raise UnsupportedModel(f"the model embeds in {ours.shape[-1]} dimensions and the teacher {source.spec} in "
+                               f"{theirs.shape[-1]}; the mAP against its gallery needs one embedding space")
+    return gallery, str(source.spec)
 
 
 def describe(summary: dict) -> list[str]:

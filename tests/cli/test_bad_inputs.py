@@ -242,7 +242,8 @@ def _export_missing_folder(tmp):
 
 def _export_int8_without_data(tmp):
     run = _run_dir(tmp)
-    return ["export", str(run), "--format", "onnx", "--precision", "int8"], "give --data", []
+    return (["export", str(run), "--format", "onnx", "--precision", "int8", "--out", str(tmp / "out")], "give --data",
+            [])
 
 
 def _export_torchscript_fp16(tmp):

@@ -122,3 +122,22 @@ def test_a_model_spec_exports_from_the_cli(tmp_path, capsys, monkeypatch):
     except SystemExit as done:
         assert done.code in (0, None), capsys.readouterr().err
     assert out.is_file() and "max |file - pytorch|" in capsys.readouterr().out
+
+
+def test_what_cannot_be_measured_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    from capdist.errors import CapdistError, UnsupportedModel
+    from capdist.methods import deploy as deploy_module
+
+    run, _ = _run(tmp_path / "run")
+    before = sorted(p.name for p in run.iterdir())
+    narrow = tmp_path / "narrow"
+    net = RetrievalNet("tiny_resnet", num_classes=10, embed_dim=4, backbone_kwargs={"width": 8})
+    save_run(narrow, net, {"model": net.spec, "image_shape": SHAPE, "data": "digits"})
+    with pytest.raises(UnsupportedModel, match="one embedding space"):
+        deploy(run, DeployConfig("onnx"), data="digits", teacher=str(narrow), test_subset=20)
+    with pytest.raises(CapdistError, match="would overwrite the run's own config.json"):
+        deploy(run, DeployConfig("onnx"), out=run / "config")  # its figures would go to config.json
+    monkeypatch.setattr(deploy_module, "_figures", lambda *a: (_ for _ in ()).throw(RuntimeError("interrupted")))
+    with pytest.raises(RuntimeError):
+        deploy(run, DeployConfig("openvino"), data="digits", test_subset=20)
+    assert sorted(p.name for p in run.iterdir()) == before  # the file and its weights removed again
