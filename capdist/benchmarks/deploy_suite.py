@@ -70,7 +70,7 @@ def _latency_models(cm, example, teacher, size, runtime: str, threads: int, tabl
         key = f"cdd-latency-{runtime}-{target}"
         models[key] = surgery(cm, example, tolerance=None).model.eval()
         rows.append({"method": method, "target": target, "model": key, "runtime": runtime,
-                     "predicted": round(budget.fraction(), 4), "round_to": budget.calibration.get("round_to"),
+                     "predicted": round(budget.fraction(), 4), "calibration": copy.deepcopy(budget.calibration),
                      "table_seconds": table_seconds})
     return models, rows
 

@@ -37,13 +37,17 @@ def openvino_module():
     return openvino
 
 
-def onnx_session(model: bytes | str | Path, threads: int | None = None):
+def onnx_session(model: bytes | str | Path, threads: int | None = None, spinning: bool = True):
     """An ONNX Runtime session on the CPU provider (all graph optimisations, ``threads`` intra-op
-    threads, one inter-op thread) for ONNX bytes or a file."""
+    threads, one inter-op thread) for ONNX bytes or a file; without ``spinning`` its threads sleep
+    between runs instead of spin-waiting (several sessions timed in turn then do not steal each
+    other's cores)."""
     ort = onnxruntime_module()
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.inter_op_num_threads = 1
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,

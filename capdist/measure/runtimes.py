@@ -44,7 +44,9 @@ def _on_cpu(name: str, x: torch.Tensor) -> None:
 
 
 class OnnxRuntimeTimer:
-    """ONNX Runtime on the CPU execution provider, all graph optimisations, ``threads`` intra-op threads.
+    """ONNX Runtime on the CPU execution provider, all graph optimisations, ``threads`` intra-op threads
+    that do not spin-wait between runs (with spinning, the side-by-side ratios of several sessions timed
+    in turn spread twice as wide here).
 
     Args:
         threads: intra-op threads of the session (default: torch's setting when built).
@@ -62,7 +64,8 @@ class OnnxRuntimeTimer:
 
     def prepare(self, module: nn.Module, x: torch.Tensor) -> CallTiming:
         _on_cpu(self.name, x)
-        session = onnx_session(onnx_bytes(module, x), self.threads)
+        # threads that sleep between runs: a spin-waiting session steals the cores of the next one timed
+        session = onnx_session(onnx_bytes(module, x), self.threads, spinning=False)
         feed = {session.get_inputs()[0].name: x.numpy()}
         return CallTiming(lambda: session.run(None, feed))
 
