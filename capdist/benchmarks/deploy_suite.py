@@ -32,22 +32,17 @@ from ..measure.latency_budget import build_latency_budget
 from ..measure.timer import get_timer
 from ..measure.timing import time_side_by_side
 from ..pruners import prune_to_flops
-from .latency_suite import CASES, TARGETS, flops_of, short_run
+from .latency_suite import CASES, TARGETS, flops_of, latency_target_widths, short_run, unmask
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")
 METHODS = ("CDD, FLOPs target", "CDD, FLOPs target, widths x8", "Torch-Pruning uniform",
            "Torch-Pruning uniform, round_to=8")
 
 
-def _reset(cm) -> None:
-    for g in cm.groups:
-        g.set_mask(torch.ones(g.channels, dtype=torch.bool))
-
-
 def _latency_models(cm, example, teacher, size, runtime: str, threads: int, table_time: float) -> tuple[dict, list]:
     """CDD's widths under latency targets measured in ``runtime``: the per-layer table and the uniform
     probes timed there, the schedule's widths recalibrated once, as ``compress --latency-backend`` does."""
-    _reset(cm)
+    unmask(cm)
     cm.config.round_to = 1
     table_start = time.time()
     budget = build_latency_budget(cm, teacher, example, size, min_run_time=table_time, choose_round_to=True,
@@ -56,14 +51,8 @@ def _latency_models(cm, example, teacher, size, runtime: str, threads: int, tabl
     models, rows = {}, []
     method = f"CDD, latency target in {runtime}"
     for target in (0.5, 0.25):
-        _reset(cm)
-        budget.calibration.pop("during_training", None)
-        budget.scale = budget.calibration["scale"]
         try:
-            schedule = NormSchedule(cm, target, budget=budget)
-            schedule.update(limit=10**9)
-            budget.recalibrate(example)
-            schedule.update(limit=10**9)
+            latency_target_widths(cm, budget, target, example)
         except UnreachableTarget as exc:
             rows.append({"method": method, "target": target, "skipped": str(exc)})
             continue
@@ -80,7 +69,7 @@ def _cdd_models(cm, example) -> tuple[dict, list[dict]]:
     for round_to, method in ((1, METHODS[0]), (8, METHODS[1])):
         cm.config.round_to = round_to
         for target in TARGETS:
-            _reset(cm)
+            unmask(cm)
             key = f"cdd-{round_to}-{target}"
             try:
                 NormSchedule(cm, target).update(limit=10**9)

@@ -65,6 +65,28 @@ def short_run(name: str, steps: int, seed: int = 0):
     return net.eval(), cm, example
 
 
+def unmask(cm) -> None:
+    """Every channel of ``cm`` kept again."""
+    for g in cm.groups:
+        g.set_mask(torch.ones(g.channels, dtype=torch.bool))
+
+
+def latency_target_widths(cm, budget, target: float, example: torch.Tensor) -> None:
+    """``cm``'s masks at a latency ``target``: ResRep's ranking on the budget, one recalibration on its own
+    widths and the ranking again, as ``compress`` does (the budget's scale reset to its probes' first).
+
+    Raises:
+        UnreachableTarget: the target is below what the minimum widths reach.
+    """
+    unmask(cm)
+    budget.calibration.pop("during_training", None)
+    budget.scale = budget.calibration["scale"]
+    schedule = NormSchedule(cm, target, budget=budget)
+    schedule.update(limit=10**9)
+    budget.recalibrate(example)
+    schedule.update(limit=10**9)
+
+
 def flops_of(model, size) -> int:
     """Multiply-adds of one image through ``model`` (fvcore)."""
     return int(fvcore_by_module(model, (torch.randn(1, *size),))[""])
@@ -85,21 +107,13 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, tab
             continue
         models[f"cdd-flops-{target}"] = surgery(cm, example, tolerance=None).model
         rows.append({"method": "CDD, FLOPs target", "target": target, "model": f"cdd-flops-{target}"})
-    for g in cm.groups:
-        g.set_mask(torch.ones(g.channels, dtype=torch.bool))
+    unmask(cm)
     table_start = time.time()
     budget = build_latency_budget(cm, models["teacher"], example, size, min_run_time=table_time, choose_round_to=True)
     table_seconds = time.time() - table_start
     for target in TARGETS:
-        for g in cm.groups:
-            g.set_mask(torch.ones(g.channels, dtype=torch.bool))
-        budget.calibration.pop("during_training", None)
-        budget.scale = budget.calibration["scale"]
         try:
-            schedule = NormSchedule(cm, target, budget=budget)
-            schedule.update(limit=10**9)
-            budget.recalibrate(example)
-            schedule.update(limit=10**9)
+            latency_target_widths(cm, budget, target, example)
         except UnreachableTarget as exc:
             rows.append({"method": "CDD, latency target", "target": target, "skipped": str(exc)})
             continue

@@ -5,6 +5,7 @@ timers of :mod:`capdist.measure.runtimes` build their sessions here too."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,17 +67,16 @@ def openvino_compiled(model: bytes | str | Path, precision: str = "f32", threads
 
 
 class _BatchedRuntime(nn.Module):
-    """Feeds a runtime in slices of its fixed batch when the file has one."""
+    """Feeds ``run`` (one call of a runtime on an array) in slices of the file's fixed batch when it has one."""
 
-    fixed_batch: int | None = None
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    def __init__(self, run: Callable[[np.ndarray], np.ndarray], fixed_batch: int | None) -> None:
+        super().__init__()
+        self._call, self.fixed_batch = run, fixed_batch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.detach().cpu().float()
         n = self.fixed_batch or len(x)
-        outs = [self._run(np.ascontiguousarray(x[i:i + n].numpy())) for i in range(0, len(x), n)]
+        outs = [self._call(np.ascontiguousarray(x[i:i + n].numpy())) for i in range(0, len(x), n)]
         return torch.from_numpy(np.concatenate(outs)).float()
 
 
@@ -84,24 +84,17 @@ class OnnxModule(_BatchedRuntime):
     """Runs an ONNX file with ONNX Runtime's CPU provider."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
-        super().__init__()
-        self.session = onnx_session(path, threads)
-        self.input_name = self.session.get_inputs()[0].name
-        batch = self.session.get_inputs()[0].shape[0]
-        self.fixed_batch = batch if isinstance(batch, int) else None
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: x})[0]
+        session = onnx_session(path, threads)
+        name, batch = session.get_inputs()[0].name, session.get_inputs()[0].shape[0]
+        super().__init__(lambda x: session.run(None, {name: x})[0], batch if isinstance(batch, int) else None)
+        self.session = session
 
 
 class OpenVinoModule(_BatchedRuntime):
     """Runs an ONNX or OpenVINO IR file with OpenVINO's CPU plug-in (see :func:`openvino_compiled`)."""
 
     def __init__(self, path: str | Path, precision: str = "f32", threads: int | None = None) -> None:
-        super().__init__()
-        self.compiled = openvino_compiled(path, precision, threads)
-        batch = self.compiled.inputs[0].get_partial_shape()[0]
-        self.fixed_batch = None if batch.is_dynamic else batch.get_length()
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
-        return self.compiled({0: x})[0]
+        compiled = openvino_compiled(path, precision, threads)
+        batch = compiled.inputs[0].get_partial_shape()[0]
+        super().__init__(lambda x: compiled({0: x})[0], None if batch.is_dynamic else batch.get_length())
+        self.compiled = compiled

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import CapdistError
-from .call_timing import benchmark_module
+from .call_timing import BenchmarkTiming, benchmark_module
 
 DEFAULT_TIMER = "eager"
 
@@ -69,17 +69,11 @@ class Timer(Protocol):
         ...
 
 
-class _EagerTiming:
+class _EagerTiming(BenchmarkTiming):
     def __init__(self, module: nn.Module, x: torch.Tensor, threads: int) -> None:
-        self._timer = benchmark_module().Timer("with torch.no_grad():\n    module(x)",
-                                         globals={"module": module, "x": x, "torch": torch}, num_threads=threads)
-
-    def mean_ms(self, passes: int) -> float:
-        return self._timer.timeit(passes).mean * 1e3
-
-    def fastest_ms(self, min_run_time: float) -> float:
-        self._timer.timeit(1)
-        return min(self._timer.blocked_autorange(min_run_time=min_run_time).times) * 1e3
+        super().__init__(benchmark_module().Timer("with torch.no_grad():\n    module(x)",
+                                                  globals={"module": module, "x": x, "torch": torch},
+                                                  num_threads=threads))
 
     def samples_ms(self, count: int) -> list[float]:
         # one ``timeit`` per sample would add its own two warm-up passes to every sample

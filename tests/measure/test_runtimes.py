@@ -2,14 +2,12 @@
 OpenVINO's TBB thread pool and torch's OpenMP one, both alive in the long test process, crashed a later
 test that exports and reloads a model (a segfault in the full suite, never in the file alone)."""
 
-import subprocess
-import sys
 from pathlib import Path
+
+from capdist.testing.processes import pytest_in_own_process
 
 
 def test_runtime_cases_pass_in_a_process_of_their_own():
-    cases = Path(__file__).with_name("runtimes_cases.py")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(cases)],
-                          capture_output=True, text=True)
+    done = pytest_in_own_process(Path(__file__).with_name("runtimes_cases.py"))
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and " failed" not in done.stdout
