@@ -31,12 +31,10 @@ from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..measure.latency_budget import build_latency_budget
 from ..measure.timer import get_timer
 from ..measure.timing import time_side_by_side
-from ..pruners import prune_to_flops
-from .latency_suite import CASES, TARGETS, flops_of, latency_target_widths, short_run, unmask
+from .latency_suite import CASES, TARGETS, flops_of, latency_target_widths, short_run, uniform_models, unmask
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")
-METHODS = ("CDD, FLOPs target", "CDD, FLOPs target, widths x8", "Torch-Pruning uniform",
-           "Torch-Pruning uniform, round_to=8")
+METHODS = ("CDD, FLOPs target", "CDD, FLOPs target, widths x8")
 
 
 def _latency_models(cm, example, teacher, size, runtime: str, threads: int, table_time: float) -> tuple[dict, list]:
@@ -81,21 +79,6 @@ def _cdd_models(cm, example) -> tuple[dict, list[dict]]:
     return models, rows
 
 
-def _uniform_models(teacher: torch.nn.Module, size: tuple[int, int, int]) -> tuple[dict, list[dict]]:
-    models, rows = {}, []
-    for round_to, method in ((None, METHODS[2]), (8, METHODS[3])):
-        for target in TARGETS:
-            try:
-                res = prune_to_flops(copy.deepcopy(teacher), torch.randn(1, *size), "magnitude", target, round_to)
-            except UnreachableTarget as exc:
-                rows.append({"method": method, "target": target, "skipped": str(exc)})
-                continue
-            key = f"tp-{round_to or 1}-{target}"
-            models[key] = res.model.eval()
-            rows.append({"method": method, "target": target, "model": key})
-    return models, rows
-
-
 def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, threads: int,
              latency_runtimes: tuple[str, ...] = (), table_time: float = 0.02) -> dict:
     """Every method at every target for one network and input size, timed in every runtime; with
@@ -104,7 +87,7 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, thr
     teacher = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
     _, cm, example = short_run(name, steps)
     models, rows = {"teacher": teacher}, []
-    for made in [_cdd_models(cm, example), _uniform_models(teacher, size)] + [
+    for made in [_cdd_models(cm, example), uniform_models(teacher, size, "Torch-Pruning uniform")] + [
             _latency_models(cm, example, teacher, size, runtime, threads, table_time) for runtime in latency_runtimes]:
         models.update(made[0])
         rows += made[1]

@@ -87,6 +87,24 @@ def latency_target_widths(cm, budget, target: float, example: torch.Tensor) -> N
     schedule.update(limit=10**9)
 
 
+def uniform_models(teacher: torch.nn.Module, size: tuple[int, int, int], label: str) -> tuple[dict, list[dict]]:
+    """Torch-Pruning's uniform magnitude pruning of ``teacher`` at every target, with and without
+    ``round_to=8``: the models by key, and one row each (``label``, a suffix for the rounding)."""
+    models, rows = {}, []
+    for round_to in (None, 8):
+        method = label + (", round_to=8" if round_to else "")
+        for target in TARGETS:
+            try:
+                res = prune_to_flops(copy.deepcopy(teacher), torch.randn(1, *size), "magnitude", target, round_to)
+            except UnreachableTarget as exc:
+                rows.append({"method": method, "target": target, "skipped": str(exc)})
+                continue
+            key = f"tp-{round_to or 1}-{target}"
+            models[key] = res.model.eval()
+            rows.append({"method": method, "target": target, "model": key})
+    return models, rows
+
+
 def flops_of(model, size) -> int:
     """Multiply-adds of one image through ``model`` (fvcore)."""
     return int(fvcore_by_module(model, (torch.randn(1, *size),))[""])
@@ -121,17 +139,9 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, tab
         rows.append({"method": "CDD, latency target", "target": target, "model": f"cdd-latency-{target}",
                      "predicted": round(budget.fraction(), 4),
                      "recalibrated": budget.calibration.get("during_training", [])})
-    for round_to in (None, 8):
-        for target in TARGETS:
-            label = "Torch-Pruning uniform magnitude" + (", round_to=8" if round_to else "")
-            try:
-                res = prune_to_flops(copy.deepcopy(teacher), torch.randn(1, *size), "magnitude", target, round_to)
-            except UnreachableTarget as exc:
-                rows.append({"method": label, "target": target, "skipped": str(exc)})
-                continue
-            key = f"tp-{round_to or 1}-{target}"
-            models[key] = res.model
-            rows.append({"method": label, "target": target, "model": key})
+    uniform, uniform_rows = uniform_models(teacher, size, "Torch-Pruning uniform magnitude")
+    models.update(uniform)
+    rows += uniform_rows
     timing = time_side_by_side(models, size, (1,), rounds=rounds, repeats=3, reference="teacher")
     for row in rows:
         if "model" not in row:

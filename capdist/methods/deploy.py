@@ -143,11 +143,11 @@ def deploy(source: Exportable | str | Path, config: DeployConfig, out: str | Pat
     calibration = calibration_batches(opened, config.calibration_images, config.seed) \
         if opened is not None and config.precision == "int8" else None
     path = Path(out) if out else item.run / default_name(config.fmt, config.precision)
-    result = export_model(item.model, item.sample, config.fmt, path, input_contract(item.config), config.precision,
+    contract = input_contract(item.config)
+    result = export_model(item.model, item.sample, config.fmt, path, contract, config.precision,
                           config.exporter, calibration, run=item.run, calibration_method=config.calibration_method)
     summary = {"file": str(result.path), **asdict(config), "max_abs_diff": result.max_abs_diff,
-               "relative_diff": result.relative_diff, "fixed_batch": result.fixed_batch,
-               "input": input_contract(item.config)}
+               "relative_diff": result.relative_diff, "fixed_batch": result.fixed_batch, "input": contract}
     try:
         if opened is not None:
             summary.update({"data": opened.name, "teacher": gallery_name,
