@@ -24,6 +24,7 @@ from .contribution_schedule import ContributionSchedule
 from .model import CompactorModel
 from .retrieval_schedule import NEIGHBOUR_SEARCHES, RetrievalSchedule
 from .schedule import NormSchedule
+from .taylor_schedule import TaylorSchedule
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,8 @@ class ScheduleConfig:
 
     kind: str = setting("retrieval", "Mask schedule: retrieval-guided (CDD's RGGR, capped at the target, "
                         "norm top-up when it falls short), norm-ranked (ResRep), or ResRep's ranking by each "
-                        "unit's retrieval contribution averaged over training (contribution).", flag="--schedule",
+                        "unit's retrieval contribution averaged over training (contribution), or by each unit's "
+                        "first-order Taylor importance averaged over training (taylor).", flag="--schedule",
                         choices=schedule_names)
     warmup: float = setting(0.3, "Epochs before the masks start (chosen on the validation splits, "
                             "docs/benchmarks/val-sweep).", flag="--mask-warmup", low=0)
@@ -126,10 +128,17 @@ def _contribution(cm: CompactorModel, target: float, config: ScheduleConfig, tim
                                 budget=budget, k=config.k or 5, bank_size=config.bank_size)
 
 
+def _taylor(cm: CompactorModel, target: float, config: ScheduleConfig, timing: ScheduleTiming,
+            budget: Budget | None) -> MaskSchedule:
+    return TaylorSchedule(cm, target, warmup=timing.warmup, interval=timing.interval, until=timing.deadline,
+                          budget=budget)
+
+
 SCHEDULES: dict[str, Builder] = {
     "retrieval": _retrieval,
     "norm": _norm,
     "contribution": _contribution,
+    "taylor": _taylor,
 }
 
 

@@ -1,0 +1,112 @@
+"""Schedule T: units ranked by first-order Taylor importance of the task loss, under ResRep's target and pacing."""
+
+import pytest
+import torch
+
+from capdist.compactor import CompactorConfig, attach
+from capdist.compactor.taylor_schedule import TaylorSchedule, task_taylor_terms
+from capdist.testing import TinyResNet
+
+
+def _compacted(seed: int = 0):
+    torch.manual_seed(seed)
+    net = TinyResNet(in_channels=1, width=8)
+    return net, attach(net, torch.randn(1, 1, 8, 8), CompactorConfig(scope="all"))
+
+
+@pytest.mark.parametrize("penalty_in_loss", [False, True])
+def test_terms_equal_activation_times_gradient(penalty_in_loss):
+    # Q_j . dL/dQ_j = sum over the batch and positions of a_j * dL/da_j for the compactor's output a:
+    # checked against the activations and their gradients read by hooks (the penalty acts on the weights
+    # alone, so these hold the task part only), whether or not the penalty was in the loss
+    net, cm = _compacted()
+    net.train()
+    with torch.no_grad():
+        for g in cm.groups:
+            for c in g.compactors:
+                c.weight.add_(0.1 * torch.randn_like(c.weight))
+    g0 = cm.groups[0]
+    g0.set_mask(torch.arange(g0.channels) != 1)
+    outputs: dict[int, list[torch.Tensor]] = {}
+
+    def keep(module, _inputs, out):
+        out.retain_grad()
+        outputs.setdefault(id(module), []).append(out)
+
+    hooks = [c.register_forward_hook(keep) for g in cm.groups for c in g.compactors]
+    loss = net(torch.randn(4, 1, 8, 8)).pow(2).mean()
+    if penalty_in_loss:
+        loss = loss + cm.penalty()
+    loss.backward()
+    cm.reset_gradients()
+    for h in hooks:
+        h.remove()
+    for g in cm.groups:
+        want = sum((o * o.grad).sum((0, 2, 3)) for c in g.compactors for o in outputs[id(c)])
+        want = want * g.mask.float()
+        got = task_taylor_terms(g, cm.config.penalty)
+        torch.testing.assert_close(got, want.view(g.spec.unit_size, g.spec.period).sum(0), rtol=1e-4, atol=1e-6)
+    assert task_taylor_terms(g0, cm.config.penalty)[1] == 0  # a masked row scores nothing
+
+
+def _plant_gradients(cm, terms) -> None:
+    """Set every compactor's gradient so that each unit's task term is ``terms(group)`` (plus the lasso part
+    gradient resetting would have added)."""
+    lam = cm.config.penalty
+    for g in cm.groups:
+        joint = sum(c.row_sq_norms() for c in g.compactors).sqrt()
+        per_row = terms(g).repeat(g.spec.unit_size) / len(g.compactors)
+        for c in g.compactors:
+            w = c.weight.detach().view(c.weight.shape[0], -1)
+            c.weight.grad = (w * (per_row / w.pow(2).sum(1) + lam / joint).view(-1, 1)).view_as(c.weight)
+
+
+def test_masks_follow_the_taylor_terms_not_the_norm():
+    # the second half of every group's units has a zero task term at every step (and the larger norm):
+    # the Taylor ranking masks from that half only, where a norm ranking would keep it
+    net, cm = _compacted(1)
+    with torch.no_grad():
+        for g in cm.groups:
+            for c in g.compactors:
+                c.weight.view(c.weight.shape[0], -1)[g.channels // 2:] *= 3.0
+    sched = TaylorSchedule(cm, target=0.7, warmup=2, interval=1, until=2)
+    for _ in range(3):
+        _plant_gradients(cm, lambda g: (torch.arange(g.spec.period) < g.spec.period // 2).float())
+        sched.step()
+    assert sched.reached()
+    assert any(not bool(g.kept_units().all()) for g in cm.groups)
+    for g in cm.groups:
+        masked = (~g.kept_units()).nonzero().flatten().tolist()
+        assert not masked or min(masked) >= g.spec.period // 2, (g.name, masked)
+        torch.testing.assert_close(sched.scores[g.name][0], torch.tensor(1.0))  # mean of 1**2 over steps
+    assert sched.report()["mask_ranking"]["by"] == "first-order Taylor importance"
+
+
+def test_state_round_trips():
+    net, cm = _compacted()
+    sched = TaylorSchedule(cm, target=0.6, warmup=5, interval=1)
+    for _ in range(2):
+        net.zero_grad(set_to_none=True)
+        net(torch.randn(2, 1, 8, 8)).sum().backward()
+        cm.reset_gradients()
+        sched.step()
+    other = TaylorSchedule(cm, target=0.6, warmup=5, interval=1)
+    other.load_state_dict(sched.state_dict())
+    assert other.steps == 2 and set(other.scores) == {g.name for g in cm.groups}
+    assert all(torch.equal(other.scores[n], s) for n, s in sched.scores.items())
+
+
+@pytest.mark.slow
+def test_compress_with_the_taylor_schedule(tmp_path):
+    from capdist.engine import TrainConfig
+    from capdist.io import save_run
+    from capdist.methods import CompressConfig, RunOptions, compress
+    from capdist.models import RetrievalNet
+
+    net = RetrievalNet("tiny_resnet", num_classes=10, backbone_kwargs={"width": 8})
+    save_run(tmp_path / "teacher", net, {"model": net.spec})
+    cfg = CompressConfig.of(schedule="taylor", target_flops=0.5, latency_repeats=1,
+                            train=TrainConfig(epochs=2, batch_size=32, lr=0.05, progress=False, warmup_epochs=0))
+    report = compress(str(tmp_path / "teacher"), "digits", cfg, tmp_path / "out", RunOptions(train_subset=320))
+    assert report["flops_fraction"] <= 0.5 + 1e-6 and report["method"].startswith("cdd-taylor")
+    assert report["mask_ranking"]["by"] == "first-order Taylor importance"
