@@ -8,6 +8,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -20,6 +23,7 @@ from ..errors import CapdistError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 CALIBRATIONS = ("minmax", "percentile", "entropy")
+log = logging.getLogger(__name__)
 
 
 class QuantizationError(CapdistError):
@@ -71,10 +75,13 @@ def to_int8(source: str | Path, target: str | Path, batches: Iterable[torch.Tens
     os.close(fd)
     try:
         quant_pre_process(str(source), prepared, skip_symbolic_shape=True)
-        quantize_static(prepared, str(target), _Batches("images", batches), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method={"minmax": CalibrationMethod.MinMax,
-                                          "percentile": CalibrationMethod.Percentile,
-                                          "entropy": CalibrationMethod.Entropy}[method])
+        with contextlib.redirect_stdout(io.StringIO()) as said:  # its calibrators print their progress
+            quantize_static(prepared, str(target), _Batches("images", batches), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                              "percentile": CalibrationMethod.Percentile,
+                                              "entropy": CalibrationMethod.Entropy}[method])
+        for line in said.getvalue().splitlines():
+            log.debug("onnxruntime calibration: %s", line)
     finally:
         os.unlink(prepared)

@@ -317,7 +317,7 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
         min_run_time: seconds of blocked timing behind each entry.
         cache_dir: where tables are kept (True: :func:`default_cache_dir`; None or False: no cache).
         timer: the timing back-end, or its name in :data:`~capdist.measure.timer.TIMERS` (default: eager);
-            its name and threads are part of the cache key.
+            its name, runtime version, threads and precision are part of the cache key.
     """
     dev = torch.device(device)
     grid = tuple(float(g) for g in grid)
@@ -337,7 +337,7 @@ def build_latency_table(model: nn.Module, input_size: tuple[int, ...], batch_siz
            "cpu": [os.cpu_count(), torch.backends.cpu.get_cpu_capability()],
            "torch": torch.__version__, "threads": described["threads"], "batch": batch_size,
            "input_size": list(input_size), "grid": list(grid), "min_run_time": min_run_time,
-           "timer": timer.name, "precision": described["precision"],
+           "timer": timer.name, "runtime": described["runtime"], "precision": described["precision"],
            "layers": hashlib.sha256("".join(n + e.signature() for n, e in layers.items()).encode()).hexdigest()}
     cache = default_cache_dir() if cache_dir is True else (Path(cache_dir) if cache_dir else None)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]

@@ -66,3 +66,25 @@ def test_side_by_side_and_single_model_latency_time_with_the_injected_timer():
     r = measure_latency(net, SIZE, batch_size=2, repeats=4, warmup=1, breakdown=True, timer=fake)
     assert r.p50_ms == r.p90_ms == multiply_adds(net, torch.randn(2, *SIZE))
     assert r.runtime == "analytic" and list(r.layers_ms) == ["0", "2", "1"] and r.layers_ms["1"] == 0.0
+
+
+def test_a_cached_table_is_read_back_only_by_the_same_runtime_version(tmp_path):
+    """A table measured by one version of a runtime is not read back for another (a runtime upgrade
+    changes what each layer costs): the runtime the timer describes, version included, is in the key."""
+
+    class Versioned(FunctionTimer):
+        def __init__(self, fn, version: str) -> None:
+            super().__init__(fn, name="runtime")
+            self.version = version
+
+        def describe(self, x):
+            return {**super().describe(x), "runtime": f"runtime {self.version}"}
+
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1))
+    first = build_latency_table(net, SIZE, grid=(0.5, 1.0), cache_dir=tmp_path, timer=Versioned(multiply_adds, "1"))
+    again = Versioned(lambda m, x: 7.0, "1")
+    assert build_latency_table(net, SIZE, grid=(0.5, 1.0), cache_dir=tmp_path, timer=again).total_ms == first.total_ms
+    assert not again.calls  # read from the cache
+    upgraded = Versioned(lambda m, x: 7.0, "2")
+    assert build_latency_table(net, SIZE, grid=(0.5, 1.0), cache_dir=tmp_path, timer=upgraded).total_ms == 7.0
+    assert len(list(tmp_path.glob("*.json"))) == 2

@@ -88,6 +88,15 @@ def test_fp16_and_int8_files_hold_what_their_name_says(tmp_path):
     assert (run / "model.int8.xml").is_file() and 0 < ov8["relative_diff"] < 0.5 and _no_leftovers(run)
 
 
+def test_calibration_leaves_standard_output_to_the_caller(tmp_path, capfd):
+    """ONNX Runtime's histogram calibrators print their progress; a summary written to stdout stays clean."""
+    run, _ = _run(tmp_path / "run")
+    capfd.readouterr()
+    summary = deploy(run, DeployConfig("onnx", "int8", calibration_images=16, calibration_method="entropy"),
+                     data="digits", test_subset=40)
+    assert summary["relative_diff"] > 0 and capfd.readouterr().out == ""
+
+
 def test_the_recorded_teacher_gives_the_mAP_against_its_gallery(tmp_path):
     """A float32 file's figures are PyTorch's; a student equal to its teacher has asymmetric mAP equal
     to its own; a different teacher (another seed) is what the asymmetric figure reads."""
