@@ -6,16 +6,20 @@
 # default (retrieval-guided schedule, masks from 0.3 epochs and at the target by 40% of training, chosen on
 # the validation splits by scripts/val_sweep.sh), the same with the earlier default timing (masks from epoch 1,
 # at the target by 60%: "late"), compress --schedule contribution (late timing), compress with the CDD paper's
-# objective and search (recipes/cdd-paper.yaml), magnitude and Taylor pruning, and Taylor (the best
+# objective and search (recipes/cdd-paper.yaml), compress --schedule taylor (masks ranked by first-order Taylor
+# importance, early timing), magnitude and Taylor pruning, and Taylor (the best
 # baseline of most cells) with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
 # it; each projected to the teacher's width).
-# Runs that hold a report.json are kept, so an interrupted study resumes.
+# Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
+# rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
 R=${R:-runs/bench/seeds5}
 PY=${PY:-python}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
 TARGETS=${TARGETS:-"25 10"}
+LATE="--mask-warmup 1 --mask-until 0.6"
+EARLY="--mask-warmup 0.3 --mask-until 0.4"
 BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
@@ -24,19 +28,20 @@ for data in fmnist-open fmnist; do
   common=(--data "$data" --train-subset 3000 --test-subset 2000 --target-flops "$(printf '0.%02d' "$target")")
   C="$R/$data-$target"
   for seed in $SEEDS; do
-    run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
-    run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --mask-warmup 1 --mask-until 0.6 \
-        --seed "$seed"
-    run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --schedule contribution \
-        --mask-warmup 1 --mask-until 0.6 --seed "$seed"
-    run "$C/cdd-paper-seed$seed" compress --config recipes/cdd-paper.yaml --teacher "$T" "${common[@]}" --epochs 3 \
-        --seed "$seed"
+    want cdd-default && run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
+    want cdd-late && run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $LATE --seed "$seed"
+    want cdd-contribution && run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
+        --schedule contribution $LATE --seed "$seed"
+    want cdd-taylor && run "$C/cdd-taylor-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
+        --schedule taylor $EARLY --seed "$seed"
+    want cdd-paper && run "$C/cdd-paper-seed$seed" compress --config recipes/cdd-paper.yaml --teacher "$T" \
+        "${common[@]}" --epochs 3 --seed "$seed"
     for method in magnitude taylor; do
-      run "$C/$method-seed$seed" prune --model "$T" "${common[@]}" --method "$method" --finetune-epochs 3 --lr 0.1 \
-          --seed "$seed"
+      want "$method" && run "$C/$method-seed$seed" prune --model "$T" "${common[@]}" --method "$method" \
+          --finetune-epochs 3 --lr 0.1 --seed "$seed"
     done
-    run "$C/taylor-block-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 \
-        --lr 0.1 --distill "$BLOCKS" --seed "$seed"
+    want taylor-block && run "$C/taylor-block-seed$seed" prune --model "$T" "${common[@]}" --method taylor \
+        --finetune-epochs 3 --lr 0.1 --distill "$BLOCKS" --seed "$seed"
   done
 done
 done

@@ -4,7 +4,8 @@ OpenVINO (CPU, float32, batch 1), each runtime side by side with the unpruned ne
 For each case (ResNet-50 at 224x224 and 256x128, MobileNetV2 at 224x224) and each FLOPs target
 (50%, 25%, 10%): CDD's widths (ResRep's global norm ranking after a short penalised run, as
 :mod:`capdist.benchmarks.latency_suite` makes them), with any widths and with widths rounded to
-multiples of 8, against Torch-Pruning's uniform magnitude pruning with and without ``round_to=8``.
+multiples of 8, against Torch-Pruning's uniform magnitude pruning with and without ``round_to=8``;
+where uniform ``round_to=8`` lands more than 1% under a target, CDD's multiples of 8 at its FLOPs too.
 Every model of a case is timed in every runtime in interleaved rounds against the unpruned network
 in that runtime; the figure is the median of the per-round ratios. With ``--latency-targets``, CDD's
 widths under latency targets of 50% and 25% whose per-layer table and probes were measured in each
@@ -35,6 +36,7 @@ from .latency_suite import CASES, TARGETS, flops_of, latency_target_widths, shor
 
 RUNTIMES = ("eager", "onnxruntime", "openvino")
 METHODS = ("CDD, FLOPs target", "CDD, FLOPs target, widths x8")
+MATCHED = "CDD, widths x8, at uniform x8's FLOPs"
 
 
 def _latency_models(cm, example, teacher, size, runtime: str, threads: int, table_time: float) -> tuple[dict, list]:
@@ -79,6 +81,30 @@ def _cdd_models(cm, example) -> tuple[dict, list[dict]]:
     return models, rows
 
 
+def _matched_models(cm, example, uniform: dict, rows: list[dict], size) -> tuple[dict, list[dict]]:
+    """CDD's widths (multiples of 8) at the FLOPs each uniform ``round_to=8`` model actually landed on, where
+    that is more than 1% under its target: uniform widths move in steps of 8 channels in every layer at
+    once, so they can land well below a target, and a comparison at equal FLOPs needs CDD there too."""
+    models, matched = {}, []
+    cm.config.round_to = 8
+    for row in rows:
+        if not row["method"].endswith("round_to=8") or "model" not in row:
+            continue
+        fraction = flops_of(uniform[row["model"]], size) / flops_of(uniform["teacher"], size)
+        if fraction >= row["target"] * 0.99:
+            continue
+        unmask(cm)
+        try:
+            NormSchedule(cm, fraction).update(limit=10**9)
+        except UnreachableTarget as exc:
+            matched.append({"method": MATCHED, "target": row["target"], "skipped": str(exc)})
+            continue
+        key = f"cdd-matched-{row['target']}"
+        models[key] = surgery(cm, example, tolerance=None).model.eval()
+        matched.append({"method": MATCHED, "target": row["target"], "model": key})
+    return models, matched
+
+
 def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, threads: int,
              latency_runtimes: tuple[str, ...] = (), table_time: float = 0.02) -> dict:
     """Every method at every target for one network and input size, timed in every runtime; with
@@ -87,10 +113,14 @@ def run_case(name: str, size: tuple[int, int, int], steps: int, rounds: int, thr
     teacher = torchvision.models.get_model(name, weights=None, num_classes=10).eval()
     _, cm, example = short_run(name, steps)
     models, rows = {"teacher": teacher}, []
-    for made in [_cdd_models(cm, example), uniform_models(teacher, size, "Torch-Pruning uniform")] + [
-            _latency_models(cm, example, teacher, size, runtime, threads, table_time) for runtime in latency_runtimes]:
+    for made in [_cdd_models(cm, example), uniform_models(teacher, size, "Torch-Pruning uniform")]:
         models.update(made[0])
         rows += made[1]
+    made = [_matched_models(cm, example, models, rows, size)] + [
+        _latency_models(cm, example, teacher, size, runtime, threads, table_time) for runtime in latency_runtimes]
+    for models_made, rows_made in made:
+        models.update(models_made)
+        rows += rows_made
     base = flops_of(teacher, size)
     teacher_ms, described = {}, {}
     for runtime in RUNTIMES:

@@ -6,6 +6,8 @@ them, and writes ``seeds.md``, ``seeds.json`` and ``seeds.png`` (mAP with one-st
 error bars) into ``OUT``::
 
     .venv/bin/python -m capdist.benchmarks.seed_table runs/bench/seeds docs/benchmarks/seeds-fmnist
+
+``--merge EARLIER/seeds.json`` adds the rows of an earlier table that ROOT does not hold (same teachers).
 """
 
 from __future__ import annotations
@@ -58,6 +60,28 @@ def collect(root: str | Path) -> dict:
                                         "flops": statistics.fmean(r["flops"] for r in runs),
                                         "seeds": sorted(r["seed"] for r in runs)}
     return cells
+
+
+def merged(cells: dict, earlier: dict) -> dict:
+    """``cells`` with every method of ``earlier`` (a ``seeds.json`` this module wrote) that ``cells`` lacks,
+    cell by cell: rows made at an earlier commit join rows made now in one table. A cell's teacher must
+    agree (the same teacher re-trained), else the earlier rows would be judged against other runs.
+
+    Raises:
+        CapdistError: a cell's teacher mAP differs between the two.
+    """
+    out = {name: {**entry, "methods": dict(entry["methods"])} for name, entry in cells.items()}
+    for name, old in earlier.items():
+        entry = out.setdefault(name, {k: v for k, v in old.items() if k != "methods"} | {"methods": {}})
+        if abs(entry["teacher"] - old["teacher"]) > 1e-6:
+            raise CapdistError(f"cell {name}: teacher mAP {entry['teacher']:.4f} now, {old['teacher']:.4f} in the "
+                               "earlier table; the rows do not share a teacher")
+        for method, stats in old["methods"].items():
+            if method not in entry["methods"]:
+                by_seed = {k: {int(s): v for s, v in d.items()} for k, d in stats["by_seed"].items()}
+                entry["methods"][method] = {**stats, "by_seed": by_seed}
+        entry["methods"] = dict(sorted(entry["methods"].items()))
+    return out
 
 
 def is_baseline(method: str) -> bool:
@@ -168,8 +192,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("root")
     parser.add_argument("out")
+    parser.add_argument("--merge", help="an earlier seeds.json whose methods join those found under ROOT")
     args = parser.parse_args()
     cells = collect(args.root)
+    if args.merge:
+        cells = merged(cells, json.loads(Path(args.merge).read_text()))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "seeds.json", cells)

@@ -51,3 +51,23 @@ def test_means_spreads_and_verdicts_against_the_matching_baselines(tmp_path):
     assert gallery.endswith("better")
     assert verdict(entry, "magnitude-nce") == ""
     assert "| cdd-norm | 0,1,2 | 0.100 | 46.00 ± 1.00 |" in markdown(collect(tmp_path))
+
+
+def test_rows_of_an_earlier_table_join_the_new_ones_and_keep_their_verdicts(tmp_path):
+    from capdist.benchmarks.seed_table import merged
+
+    for seed, (t, m) in enumerate([(0.40, 0.38), (0.41, 0.39), (0.42, 0.40)]):
+        _write(tmp_path / "old", "fmnist-10", f"taylor-seed{seed}", t, 0.3)
+        _write(tmp_path / "old", "fmnist-10", f"magnitude-seed{seed}", m, 0.3)
+        _write(tmp_path / "new", "fmnist-10", f"cdd-taylor-seed{seed}", t + 0.02 + 0.001 * seed, 0.3)
+    earlier = json.loads(json.dumps(collect(tmp_path / "old")))  # as read back from seeds.json: string keys
+    cells = merged(collect(tmp_path / "new"), earlier)
+    assert list(cells["fmnist-10"]["methods"]) == ["cdd-taylor", "magnitude", "taylor"]
+    together = collect(tmp_path / "old")
+    for seed in range(3):
+        _write(tmp_path / "old", "fmnist-10", f"cdd-taylor-seed{seed}", [0.42, 0.431, 0.442][seed], 0.3)
+    assert verdict(cells["fmnist-10"], "cdd-taylor") == verdict(collect(tmp_path / "old")["fmnist-10"], "cdd-taylor")
+    assert together["fmnist-10"]["methods"]["taylor"] == cells["fmnist-10"]["methods"]["taylor"]
+    _write(tmp_path / "other", "fmnist-10", "cdd-taylor-seed0", 0.5, 0.3, teacher=0.6)
+    with pytest.raises(Exception, match="do not share a teacher"):
+        merged(collect(tmp_path / "other"), earlier)
