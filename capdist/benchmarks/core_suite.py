@@ -37,17 +37,23 @@ def _step_time(model, opt, x, y, after_backward=None) -> float:
 
 
 def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
-                  diagonal_residual: bool = False) -> dict:
-    """Median compactor step time / plain step time (penalty in the loss + resetting)."""
+                  diagonal_residual: bool = False, channels_last: bool = False) -> dict:
+    """Median compactor step time / plain step time (penalty in the loss + resetting); with
+    ``channels_last`` both networks and the batch are in that memory format (as ``--channels-last``)."""
     torch.manual_seed(0)
     plain = torchvision.models.get_model(name, weights=None, num_classes=10)
     comp = copy.deepcopy(plain)
     x = torch.randn(batch, 3, size, size)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
     cm = attach(comp, x[:1], CompactorConfig(scope=scope, diagonal_residual=diagonal_residual))
     opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     opt_c = torch.optim.SGD(cm.param_groups(lr=1e-3), lr=1e-3)
     cm.register_step_hook(opt_c)
+    if channels_last:
+        plain.to(memory_format=torch.channels_last)
+        comp.to(memory_format=torch.channels_last)
 
     def comp_step():
         t0 = time.perf_counter()
@@ -69,7 +75,7 @@ def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
         tp.append(a)
         tc.append(b)
         ratios.append(b / a)
-    label = scope + (" (diagonal residual)" if diagonal_residual else "")
+    label = scope + (" (diagonal residual)" if diagonal_residual else "") + (", channels-last" if channels_last else "")
     return {"model": name, "scope": label, "batch": batch, "size": size, "repeats": repeats,
             "compactors": len(cm.compactors()), "median_ratio": statistics.median(ratios),
             "ratio_of_medians": statistics.median(tc) / statistics.median(tp),
@@ -121,7 +127,9 @@ def main() -> None:
         "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__, "device": "cpu"},
         "step_overhead": [step_overhead("resnet50", 32, 64, args.repeats, "internal"),
                           step_overhead("resnet50", 32, 64, args.repeats, "all"),
-                          step_overhead("resnet50", 32, 64, args.repeats, "all", diagonal_residual=True)],
+                          step_overhead("resnet50", 32, 64, args.repeats, "all", diagonal_residual=True),
+                          step_overhead("resnet50", 32, 64, args.repeats, "all", diagonal_residual=True,
+                                        channels_last=True)],
         "surgery": [surgery_time("resnet50", 64, 5), surgery_time("resnet18", 64, 5)],
         "flops_agreement": flops_agreement(["resnet18", "resnet50", "mobilenet_v2",
                                             "efficientnet_b0", "regnet_x_400mf"], 64),

@@ -37,6 +37,7 @@ from ..io.atomic import atomic_write_bytes, atomic_write_json
 from ..measure.latency_budget import build_latency_budget
 from ..measure.report import pyplot, save_figure
 from ..measure.timing import time_side_by_side
+from ..methods.latency_target import RECALIBRATE_AT
 from ..pruners import prune_to_flops
 
 CASES = (("resnet50", (3, 224, 224)), ("mobilenet_v2", (3, 224, 224)), ("resnet50", (3, 256, 128)))
@@ -72,8 +73,10 @@ def unmask(cm) -> None:
 
 
 def latency_target_widths(cm, budget, target: float, example: torch.Tensor) -> None:
-    """``cm``'s masks at a latency ``target``: ResRep's ranking on the budget, one recalibration on its own
-    widths and the ranking again, as ``compress`` does (the budget's scale reset to its probes' first).
+    """``cm``'s masks at a latency ``target`` as ``compress`` reaches them: ResRep's ranking on the budget,
+    the widths timed and the budget refitted once the masks have made each share of the reduction in
+    :data:`~capdist.methods.latency_target.RECALIBRATE_AT`, then the ranking at the target (the budget's
+    scale first reset to its probes').
 
     Raises:
         UnreachableTarget: the target is below what the minimum widths reach.
@@ -82,8 +85,11 @@ def latency_target_widths(cm, budget, target: float, example: torch.Tensor) -> N
     budget.calibration.pop("during_training", None)
     budget.scale = budget.calibration["scale"]
     schedule = NormSchedule(cm, target, budget=budget)
-    schedule.update(limit=10**9)
-    budget.recalibrate(example)
+    for share in RECALIBRATE_AT:
+        schedule.target = 1.0 - share * (1.0 - target)
+        schedule.update(limit=10**9)
+        budget.recalibrate(example)
+    schedule.target = target
     schedule.update(limit=10**9)
 
 

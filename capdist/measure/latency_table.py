@@ -195,6 +195,11 @@ class LatencyTable:
 
     def predict_model(self, model: nn.Module) -> float:
         """Predicted milliseconds of a pruned copy of the table's network (same layer names)."""
+        return self.predict(*self.fractions_of(model))
+
+    def fractions_of(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        """Kept input and output fractions of every layer (order: :attr:`names`) in a pruned copy of the
+        table's network (same layer names; a layer it lacks counts as full width)."""
         modules = dict(model.named_modules())
         f_in, f_out = np.ones(len(self.names)), np.ones(len(self.names))
         for i, name in enumerate(self.names):
@@ -203,7 +208,7 @@ class LatencyTable:
                 f_in[i], f_out[i] = m.in_channels / self._c_in[i], m.out_channels / self._c_out[i]
             elif isinstance(m, nn.Linear):
                 f_in[i], f_out[i] = m.in_features / self._c_in[i], m.out_features / self._c_out[i]
-        return self.predict(f_in, f_out)
+        return f_in, f_out
 
     def to_dict(self) -> dict:
         return {"version": TABLE_VERSION, "key": self.key, "grid": self.grid.tolist(), "total_ms": self.total_ms,
