@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # INT8 and fp16 files of a `--gallery teacher` model, measured as they ship: each file's own mAP and its
-# mAP against the float32 teacher's gallery on fmnist-open (2,000 queries), ONNX Runtime and OpenVINO;
-# INT8 with the embedding head in float32 (the default), with percentile calibration, and fully INT8.
+# mAP against the float32 teacher's gallery on fmnist-open (2,000 queries), ONNX Runtime and OpenVINO.
 # Usage: scripts/deploy_int8.sh RUN_DIR OUT_DIR   (RUN_DIR: e.g. scripts/gallery_study.sh's cdd25-teacher)
 set -euo pipefail
 RUN=$1
@@ -16,6 +15,4 @@ for fmt in onnx openvino; do
   done
   $PY -m capdist export "$RUN" --format "$fmt" --precision int8 --calibration-method percentile --data fmnist-open \
       --test-subset 2000 --out "$OUT/model.int8-percentile.$ext" | tee "$OUT/model.int8-percentile.$ext.txt"
-  $PY -m capdist export "$RUN" --format "$fmt" --precision int8 --int8-head int8 --data fmnist-open \
-      --test-subset 2000 --out "$OUT/model.int8-head-int8.$ext" | tee "$OUT/model.int8-head-int8.$ext.txt"
 done

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..io.export import EXPORTERS, FORMATS
-from ..io.quantize import CALIBRATIONS, HEADS, PRECISIONS
+from ..io.quantize import CALIBRATIONS, PRECISIONS
 from ..models import parse_input_size
 from .options import model_source_options, open_cli_model
 
@@ -30,23 +30,19 @@ from .options import model_source_options, open_cli_model
               help="Training images that calibrate INT8.")
 @click.option("--calibration-method", type=click.Choice(CALIBRATIONS), default="minmax", show_default=True,
               help="How INT8's activation ranges are read from the calibration images.")
-@click.option("--int8-head", type=click.Choice(HEADS), default="fp32", show_default=True,
-              help="Precision of the layers after the last convolution (pooling, embedding head) in an INT8 "
-                   "file: fp32 keeps the embedding from being rounded to INT8.")
 @click.option("--test-subset", type=click.IntRange(min=1), default=None, help="Evaluate on this many queries.")
 @model_source_options
 @click.option("--input-size", default="224x224", show_default=True,
               help="For a model spec: HxW (three channels) or CxHxW of one image.")
 @click.option("--num-classes", default=1000, show_default=True, help="For a model spec: its classifier's classes.")
 def export_cmd(source: str, fmt: str, precision: str, exporter: str, out: str | None, data: str | None,
-               teacher: str | None, calibration_images: int, calibration_method: str, int8_head: str,
-               test_subset: int | None,
+               teacher: str | None, calibration_images: int, calibration_method: str, test_subset: int | None,
                weights, model_args, embedding_output, allow_partial, input_size: str, num_classes: int) -> None:
     """Export the embedding path of a run directory (or a model spec with --weights) for deployment,
     check the file against PyTorch, and with --data measure its retrieval as it ships."""
     from ..methods.deploy import DeployConfig, Exportable, deploy, describe
 
-    config = DeployConfig(fmt, precision, exporter, calibration_images, calibration_method, int8_head=int8_head)
+    config = DeployConfig(fmt, precision, exporter, calibration_images, calibration_method)
     if Path(source).is_dir() and (Path(source) / "config.json").is_file():
         item = Exportable.from_run(source)
     else:

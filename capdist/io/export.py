@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import CapdistError, first_line
 from .out_dir import RUN_MARKERS
-from .quantize import PRECISIONS, Int8Settings, to_fp16, to_int8
+from .quantize import PRECISIONS, to_fp16, to_int8
 from .run_dir import load_retrieval, read_config
 from .runtime_modules import OnnxModule, OpenVinoModule, openvino_module
 
@@ -133,8 +133,7 @@ def _add_onnx_metadata(path: str, contract: dict) -> None:
     onnx.save(model, path)
 
 
-def _onnx_at(precision: str, fp32: str, work: str, calibration: list[torch.Tensor] | None,
-             int8: Int8Settings) -> str:
+def _onnx_at(precision: str, fp32: str, work: str, calibration: list[torch.Tensor] | None, method: str) -> str:
     """The ONNX file of ``precision`` made from the float32 one."""
     if precision == "fp32":
         return fp32
@@ -145,7 +144,7 @@ def _onnx_at(precision: str, fp32: str, work: str, calibration: list[torch.Tenso
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR  # the quantiser warns about every 1-D weight
         try:
-            to_int8(fp32, target, calibration or [], method=int8.method, head=int8.head)
+            to_int8(fp32, target, calibration or [], method=method)
         finally:
             root.setLevel(level)
     return target
@@ -177,7 +176,7 @@ def _check_target(path: Path, run: Path | None, fmt: str, precision: str) -> Non
 def export_model(model: nn.Module, x: torch.Tensor, fmt: str, path: str | Path, contract: dict,
                  precision: str = "fp32", exporter: str = "torchscript",
                  calibration: list[torch.Tensor] | None = None, run: Path | None = None,
-                 int8: Int8Settings | None = None) -> ExportResult:
+                 calibration_method: str = "minmax") -> ExportResult:
     """Write the embedding path of ``model`` to ``path`` and check it on ``x``.
 
     Args:
@@ -190,8 +189,8 @@ def export_model(model: nn.Module, x: torch.Tensor, fmt: str, path: str | Path, 
         exporter: torch's ONNX exporter: ``torchscript`` or ``dynamo``.
         calibration: image batches that set INT8's activation ranges (needed for ``int8``).
         run: the run directory the model came from (its own files are never overwritten).
-        int8: how INT8 is calibrated from ``calibration`` and what stays float32 (default:
-            :class:`~capdist.io.quantize.Int8Settings`: min-max ranges, the head in float32).
+        calibration_method: how INT8's activation ranges are read from ``calibration``
+            (:data:`~capdist.io.quantize.CALIBRATIONS`).
 
     Raises:
         ExportError: an unknown format, precision or exporter, a bad ``path``, or a failed export.
@@ -220,7 +219,7 @@ def export_model(model: nn.Module, x: torch.Tensor, fmt: str, path: str | Path, 
                 _add_onnx_metadata(fp32, contract)
                 if fixed_batch and calibration:  # the file takes batches of that size only
                     calibration = [part for batch in calibration for part in batch.split(fixed_batch)]
-                chosen = _onnx_at(precision, fp32, work, calibration, int8 or Int8Settings())
+                chosen = _onnx_at(precision, fp32, work, calibration, calibration_method)
                 if fmt == "onnx":
                     os.replace(chosen, written)
                 else:

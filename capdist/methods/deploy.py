@@ -23,7 +23,6 @@ from ..engine.evaluation import evaluate_models
 from ..errors import CapdistError, UnsupportedModel
 from ..io.atomic import atomic_write_json
 from ..io.export import EmbeddingOnly, default_name, export_model, input_contract, random_sample, run_sample
-from ..io.quantize import Int8Settings
 from ..io.recipe import RecipeError, read_recipe
 from ..io.run_dir import load_retrieval, read_config
 from ..models.factory import parse_model_args
@@ -39,9 +38,7 @@ class DeployConfig:
         precision: ``fp32``, ``fp16`` or ``int8``.
         exporter: torch's ONNX exporter, ``torchscript`` or ``dynamo``.
         calibration_images: training images that calibrate INT8 (drawn by ``seed``).
-        calibration_method: how INT8's activation ranges are set: minmax, percentile or entropy.
-        int8_head: ``fp32`` keeps the layers after the last convolution (pooling, embedding head) in
-            float32 in an INT8 file; ``int8`` quantises them too.
+        calibration_method: how INT8's activation ranges are set: minmax or percentile.
         seed: which calibration images.
     """
 
@@ -51,7 +48,6 @@ class DeployConfig:
     calibration_images: int = 256
     calibration_method: str = "minmax"
     seed: int = 0
-    int8_head: str = "fp32"
 
 
 def calibration_batches(data: RetrievalData, count: int, seed: int = 0, batch: int = 32) -> list[torch.Tensor]:
@@ -149,8 +145,7 @@ def deploy(source: Exportable | str | Path, config: DeployConfig, out: str | Pat
     path = Path(out) if out else item.run / default_name(config.fmt, config.precision)
     contract = input_contract(item.config)
     result = export_model(item.model, item.sample, config.fmt, path, contract, config.precision,
-                          config.exporter, calibration, run=item.run,
-                          int8=Int8Settings(config.calibration_method, config.int8_head))
+                          config.exporter, calibration, run=item.run, calibration_method=config.calibration_method)
     summary = {"file": str(result.path), **asdict(config), "max_abs_diff": result.max_abs_diff,
                "relative_diff": result.relative_diff, "fixed_batch": result.fixed_batch, "input": contract}
     try:

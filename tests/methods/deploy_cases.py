@@ -83,13 +83,6 @@ def test_fp16_and_int8_files_hold_what_their_name_says(tmp_path):
     assert {"QuantizeLinear", "DequantizeLinear"} <= kinds and onnx.TensorProto.INT8 in _initializer_types(
         run / "model.int8.onnx")
     assert 0 < int8["relative_diff"] < 0.5
-    producer = {out: node.op_type for node in graph.node for out in node.output}
-    assert producer[graph.output[0].name] != "DequantizeLinear"  # the embedding head stays float32
-    deploy(run, DeployConfig("onnx", "int8", calibration_images=64, int8_head="int8"), data="digits",
-           test_subset=60, out=tmp_path / "all.int8.onnx")
-    graph_all = onnx.load(str(tmp_path / "all.int8.onnx")).graph
-    assert {out: node.op_type for node in graph_all.node for out in node.output}[
-        graph_all.output[0].name] == "DequantizeLinear"
     assert "exported" in int8 and "asymmetric" not in int8["exported"] and int8["teacher"] is None
     ov8 = deploy(run, DeployConfig("openvino", "int8", calibration_images=64), data="digits", test_subset=60)
     assert (run / "model.int8.xml").is_file() and 0 < ov8["relative_diff"] < 0.5 and _no_leftovers(run)
@@ -99,7 +92,7 @@ def test_calibration_leaves_standard_output_to_the_caller(tmp_path, capfd):
     """ONNX Runtime's histogram calibrators print their progress; a summary written to stdout stays clean."""
     run, _ = _run(tmp_path / "run")
     capfd.readouterr()
-    summary = deploy(run, DeployConfig("onnx", "int8", calibration_images=16, calibration_method="entropy"),
+    summary = deploy(run, DeployConfig("onnx", "int8", calibration_images=16, calibration_method="percentile"),
                      data="digits", test_subset=40)
     assert summary["relative_diff"] > 0 and capfd.readouterr().out == ""
 
