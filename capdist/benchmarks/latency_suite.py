@@ -5,7 +5,7 @@ one process against the unpruned network, the latency fraction and latency / FLO
 
 * CDD's widths under a FLOPs target (ResRep's global norm ranking, scope ``all``);
 * CDD's widths under a latency target (norm per millisecond saved, from the per-layer latency
-  table, calibrated on uniform probes and once more on its own widths, as ``compress`` does);
+  table, calibrated on uniform probes and on its own widths at three points of the reduction, as ``compress`` does);
 * Torch-Pruning's uniform magnitude pruning at the FLOPs target, with and without ``round_to=8``.
 
 Shapes decide latency, so the masks come from a short run: compactors attached to a randomly
@@ -172,7 +172,8 @@ def markdown(results: list[dict], steps: int) -> str:
              "Masks: compactors on a randomly initialised network after "
              f"{steps} penalised SGD steps on Fashion-MNIST at 64x64, then each schedule's update at the target; "
              "the latency-target rows use the per-layer latency table at the deployment size, calibrated on "
-             "uniform probes and once on their own widths, with round_to chosen by timing as `compress` does.", ""]
+             "uniform probes and on their own widths at 50%, 90% and 100% of the reduction, with round_to chosen "
+             "by timing as `compress` does.", ""]
     for r in results:
         lines += [f"## {r['model']} at {r['input_size'][1]}x{r['input_size'][2]}", "",
                   f"Unpruned: {r['teacher_ms']} ms; latency table measured in {r['table_seconds']} s.", "",

@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -111,6 +112,7 @@ class CompactorModel:
         self.example_inputs = example_inputs
         self._penalty_in_graph = False
         self._masked_index_cache: dict[int, tuple] = {}
+        self.gradient_readers: list[Callable[[], None]] = []
 
     # ----------------------------------------------------------------- parameters
     def compactors(self) -> list[nn.Module]:
@@ -169,7 +171,10 @@ class CompactorModel:
 
         Call after backward (after DDP's all-reduce) and before ``optimizer.step``.
         Works whether or not :meth:`penalty` was part of the loss. Masked rows use
-        ``config.masked_penalty`` when it is set.
+        ``config.masked_penalty`` when it is set. Then calls every function in
+        ``gradient_readers`` (a schedule that scores units by their gradients), which sees the
+        reset gradients and the weights the coming step will update; a step an optimizer skips
+        (a gradient scaler's overflow) never reaches them.
 
         Args:
             penalty_in_loss: whether the last backward pass went through :meth:`penalty`
@@ -194,6 +199,8 @@ class CompactorModel:
                 grad.mul_(keep).add_(direction * (1.0 - keep) * lam_masked)
                 if not in_graph:
                     grad.add_(direction * keep * lam)
+        for read in self.gradient_readers:
+            read()
 
     def _masked_index(self, compactor: nn.Module) -> torch.Tensor:
         """Indices of a compactor's masked rows, recomputed only when its mask buffer changes

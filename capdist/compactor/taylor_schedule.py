@@ -4,16 +4,18 @@ Molchanov et al. (CVPR 2019, "Importance Estimation for Neural Network Pruning")
 removing a channel costs the loss by the first-order term ``(w . dL/dw)^2`` summed over the
 parameters that produce it, averaged over mini-batches. Here the parameters are the channel's
 compactor rows: a compactor row ``Q_j`` produces channel ``j`` alone, so ``Q_j . dL_task/dQ_j``
-is exactly ``sum(a_j * dL/da_j)`` over the batch's activations of that channel. After every
-optimizer step each row's term is read from the gradient the step used (the lasso part that
-gradient resetting added is taken out again, so only the task loss scores), squared per unit and
+is exactly ``sum(a_j * dL/da_j)`` over the batch's activations of that channel. Each time gradient
+resetting runs (before every optimizer step that is taken: a step a gradient scaler skips adds
+nothing), each row's term is read from the reset gradient and the weights the step will update (the
+lasso part resetting added is taken out again, so only the task loss scores), squared per unit and
 kept as an exponential moving average; the masks are then chosen as in ResRep's schedule (global
-ranking under the FLOPs or latency target, paced to the deadline, recomputed at every update)
-with that average in place of the compactor norm. Masked rows score zero, so they stay masked.
+ranking under the FLOPs or latency target, paced to the deadline, recomputed at every update) with
+that average in place of the compactor norm. A masked unit's average is zero, so it stays masked;
+a group not scored yet ranks last.
 
 Example:
-    >>> # sched = TaylorSchedule(cm, 0.35, warmup=100, interval=10, until=800)
-    >>> # ...; optimizer.step(); sched.step()  # after every optimizer step, gradients still in place
+    >>> # sched = TaylorSchedule(cm, 0.35, warmup=100, interval=10, until=800)  # reads cm's gradients
+    >>> # ...; cm.reset_gradients(); optimizer.step(); sched.step()
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def task_taylor_terms(group: ChannelGroup, lam: float) -> torch.Tensor | None:
         lam: the penalty strength gradient resetting used for kept rows.
 
     Returns:
-        (period,) float tensor on the CPU, or None when a compactor has no gradient yet.
+        (period,) float tensor on the compactors' device, or None when a compactor has no gradient.
     """
     dots = None
     for c in group.compactors:
@@ -48,7 +50,7 @@ def task_taylor_terms(group: ChannelGroup, lam: float) -> torch.Tensor | None:
         dots = d if dots is None else dots + d
     joint_norm = sum(c.row_sq_norms().float() for c in group.compactors).sqrt()
     rows = (dots - lam * joint_norm) * group.mask.float()
-    return rows.view(group.spec.unit_size, group.spec.period).sum(0).cpu()
+    return rows.view(group.spec.unit_size, group.spec.period).sum(0)
 
 
 class TaylorSchedule(NormSchedule):
@@ -68,17 +70,19 @@ class TaylorSchedule(NormSchedule):
         super().__init__(cm, target, warmup=warmup, interval=interval, granularity=1, until=until, budget=budget)
         self.momentum = momentum
         self.scores: dict[str, torch.Tensor] = {}
+        cm.gradient_readers.append(self.read_gradients)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "scores": {n: s.clone() for n, s in self.scores.items()}}
+        return {**super().state_dict(), "scores": {n: s.detach().cpu().clone() for n, s in self.scores.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.scores = {n: s.clone() for n, s in state["scores"].items()}
 
     @torch.no_grad()
-    def step(self, features=None) -> bool:
-        """Fold this step's squared Taylor terms into the averages, then count the step as ResRep does."""
+    def read_gradients(self) -> None:
+        """Fold this step's squared Taylor terms into the averages (called by gradient resetting); a
+        unit whose term is not finite this step keeps its average, a masked unit's becomes zero."""
         lam = self.cm.config.penalty
         for g in self.cm.groups:
             terms = task_taylor_terms(g, lam)
@@ -86,13 +90,15 @@ class TaylorSchedule(NormSchedule):
                 continue
             now = terms.pow(2)
             old = self.scores.get(g.name)
-            self.scores[g.name] = now if old is None else self.momentum * old + (1 - self.momentum) * now
-        return super().step()
+            old = torch.zeros_like(now) if old is None else old.to(now.device)
+            mixed = (self.momentum * old + (1 - self.momentum) * now) if g.name in self.scores else now
+            kept = g.mask.view(g.spec.unit_size, g.spec.period)[0].to(now.dtype)
+            self.scores[g.name] = torch.where(torch.isfinite(mixed), mixed * kept, old)
 
     def unit_scores(self) -> list[np.ndarray]:
-        """The moving average of each unit's squared Taylor term (the norm where none is known yet)."""
-        return [self.scores[g.name].numpy() if g.name in self.scores else g.unit_norms().numpy()
-                for g in self.cm.groups]
+        """The moving average of each unit's squared Taylor term (a group not scored yet: ranked last)."""
+        return [self.scores[g.name].float().cpu().numpy() if g.name in self.scores
+                else np.full(g.spec.period, np.inf) for g in self.cm.groups]
 
     def report(self) -> dict:
         """How the masks were ranked (all of the target's reduction by Taylor importance)."""

@@ -93,8 +93,10 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, uninterrupted):
 @pytest.mark.parametrize("min_step", [0, 20], ids=["before-first-checkpoint", "after-checkpoints"])
 def test_ctrl_c_says_interrupted_exits_130_and_resumes_exactly(tmp_path, uninterrupted, min_step):
     cut = tmp_path / "cut"
+    # a suite started in the background inherits an ignored SIGINT; the run gets the default, as from a terminal
     proc = subprocess.Popen(_train_cmd(cut, "--random-erasing", "0.5"), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=ENV)
+                            stderr=subprocess.PIPE, text=True, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for(cut, min_step, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
