@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from capdist.compactor import SCHEDULES, ScheduleConfig
@@ -55,3 +56,16 @@ def test_a_third_schedule_is_one_table_row(tmp_path, monkeypatch):
     steps = [json.loads(line) for line in (tmp_path / "out" / "metrics.jsonl").read_text().splitlines()]
     assert report["toy"] == {"steps": max(r.get("step", 0) for r in steps)}, "stepped once per optimizer step"
     assert report["flops_fraction"] < 1.0, "the toy's mask reached the surgery"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "ranked_by"), [("contribution", "retrieval contribution"),
+                                                 ("taylor", "first-order Taylor importance")])
+def test_a_ranking_schedule_compresses_to_the_target_and_says_how_it_ranked(tmp_path, kind, ranked_by):
+    net = RetrievalNet("tiny_resnet", num_classes=10, backbone_kwargs={"width": 8})
+    save_run(tmp_path / "teacher", net, {"model": net.spec})
+    cfg = CompressConfig.of(schedule=kind, target_flops=0.5, latency_repeats=1,
+                            train=TrainConfig(epochs=2, batch_size=32, lr=0.05, progress=False, warmup_epochs=0))
+    report = compress(str(tmp_path / "teacher"), "digits", cfg, tmp_path / "out", RunOptions(train_subset=320))
+    assert report["flops_fraction"] <= 0.5 + 1e-6 and report["method"].startswith(f"cdd-{kind}")
+    assert report["mask_ranking"]["by"] == ranked_by

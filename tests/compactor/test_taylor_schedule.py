@@ -134,19 +134,3 @@ def test_state_round_trips():
     other.load_state_dict(sched.state_dict())
     assert other.steps == 2 and set(other.scores) == {g.name for g in cm.groups}
     assert all(torch.equal(other.scores[n], s) for n, s in sched.scores.items())
-
-
-@pytest.mark.slow
-def test_compress_with_the_taylor_schedule(tmp_path):
-    from capdist.engine import TrainConfig
-    from capdist.io import save_run
-    from capdist.methods import CompressConfig, RunOptions, compress
-    from capdist.models import RetrievalNet
-
-    net = RetrievalNet("tiny_resnet", num_classes=10, backbone_kwargs={"width": 8})
-    save_run(tmp_path / "teacher", net, {"model": net.spec})
-    cfg = CompressConfig.of(schedule="taylor", target_flops=0.5, latency_repeats=1,
-                            train=TrainConfig(epochs=2, batch_size=32, lr=0.05, progress=False, warmup_epochs=0))
-    report = compress(str(tmp_path / "teacher"), "digits", cfg, tmp_path / "out", RunOptions(train_subset=320))
-    assert report["flops_fraction"] <= 0.5 + 1e-6 and report["method"].startswith("cdd-taylor")
-    assert report["mask_ranking"]["by"] == "first-order Taylor importance"
