@@ -152,8 +152,7 @@ def markdown(results: list[dict], steps: int, command: str) -> str:
              "Torch-Pruning's uniform magnitude pruning. Latency-target rows: the per-layer table and the "
              "uniform probes measured in the runtime named (in bold: the runtime the target is a fraction of), "
              "the widths recalibrated at 50%, 90% and 100% of the reduction, as `compress --latency-backend` does. "
-             "BatchNorms folded in every "
-             "model.", ""]
+             "BatchNorms folded in every model.", ""]
     for r in results:
         runtimes = ", ".join(f"{d['runtime']} {d['threads']} threads" for d in r["runtimes"].values())
         lines += [f"## {r['model']} at {r['input_size'][1]}x{r['input_size'][2]}", "",

@@ -53,6 +53,11 @@ def _leaf_flops(model: torch.nn.Module, size: tuple[int, int, int]) -> dict[str,
     return {n: float(v) for n, v in counts.items() if n in leaves}
 
 
+def _stage_ms(table, f_in: np.ndarray, f_out: np.ndarray) -> dict[str, float]:
+    """Milliseconds the table predicts per stage at kept fractions ``f_in``, ``f_out`` of its layers."""
+    return by_stage(dict(zip(table.names, table.layer_ms(f_in, f_out).tolist(), strict=True)))
+
+
 def compare(name: str, size: tuple[int, int, int], target: float, runtime: str, threads: int = 2,
             steps: int = 30) -> dict:
     """Stage-by-stage FLOPs and predicted milliseconds of CDD (x8) and uniform (``round_to=8``) widths."""
@@ -72,14 +77,14 @@ def compare(name: str, size: tuple[int, int, int], target: float, runtime: str, 
     totals = {}
     for label, model in models.items():
         flops = by_stage(_leaf_flops(model, size))
-        ms = by_stage(dict(zip(table.names, table.layer_ms(*table.fractions_of(model)).tolist(), strict=True)))
+        fractions = table.fractions_of(model)
+        ms = _stage_ms(table, *fractions)
         for stage in rows:
             rows[stage][label] = {"flops": flops.get(stage, 0.0) / max(base_flops[stage], 1.0),
                                   "ms": ms.get(stage, 0.0)}
         totals[label] = {"flops": sum(flops.values()) / sum(base_flops.values()),
-                         "predicted_ms": table.predict(*table.fractions_of(model))}
-    full = by_stage(dict(zip(table.names, table.layer_ms(np.ones(len(table.names)),
-                                                         np.ones(len(table.names))).tolist(), strict=True)))
+                         "predicted_ms": table.predict(*fractions)}
+    full = _stage_ms(table, np.ones(len(table.names)), np.ones(len(table.names)))
     for stage in rows:
         rows[stage]["teacher_ms"] = full.get(stage, 0.0)
     return {"model": name, "input_size": list(size), "target": target, "runtime": table.key["runtime"],
