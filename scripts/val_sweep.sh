@@ -8,7 +8,8 @@
 # ROWS="taylor cdd-taylor-early" runs those rows only. The timing of every row is pinned, so a row keeps its
 # meaning when the default changes. The taylor schedule's rows (first-order Taylor ranking of the compactor
 # rows) and a higher per-layer floor (floor: 22% at 10% of the FLOPs, 30% at 25%; widths held nearer uniform)
-# were added after the timing was chosen.
+# were added after the timing was chosen, then the uniform allocation (every layer loses the same fraction,
+# as Torch-Pruning's local pruning the baselines use) with the retrieval and taylor schedules.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/val docs/benchmarks/val-sweep
 set -euo pipefail
 R=${R:-runs/bench/val}
@@ -39,6 +40,10 @@ for data in fmnist-open-val fmnist-val; do
     floor=$([ "$target" = 10 ] && echo 22 || echo 30)  # a 30% floor cannot reach 10% of the FLOPs (lowest 0.149)
     want cdd-retrieval-floor && run "$C/cdd-retrieval-floor$floor-seed$seed" compress --teacher "$T" "${common[@]}" \
         --epochs 3 $EARLY --min-ratio "0.$floor" --seed "$seed"
+    for schedule in retrieval taylor; do
+      want "cdd-$schedule-uniform" && run "$C/cdd-$schedule-uniform-seed$seed" compress --teacher "$T" "${common[@]}" \
+          --epochs 3 $EARLY --schedule "$schedule" --allocation uniform --seed "$seed"
+    done
     want taylor && run "$C/taylor-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 \
         --lr 0.1 --seed "$seed"
   done

@@ -9,7 +9,7 @@ Plug into any torchvision backbone from your own training loop::
     res = surgery(cm, example_inputs)   # res.model, res.max_abs_diff, res.plan
 """
 
-from .config import CompactorConfig, Scope
+from .config import ALLOCATIONS, CompactorConfig, Scope
 from .graph import GroupSpec, analyse
 from .layers import Compactor, DiagonalCompactor, LinearCompactor
 from .model import ChannelGroup, CompactorModel
@@ -20,7 +20,7 @@ from .schedules import SCHEDULES, MaskSchedule, PooledFeatures, ScheduleConfig, 
 from .surgery import SurgeryResult, replay, surgery
 
 __all__ = [
-    "SCHEDULES", "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel", "DiagonalCompactor", "GroupSpec",
+    "ALLOCATIONS", "SCHEDULES", "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel", "DiagonalCompactor", "GroupSpec",
     "LinearCompactor", "MaskSchedule", "NormSchedule", "PooledFeatures", "RetrievalSchedule", "ScheduleConfig",
     "ScheduleTiming", "Scope", "SurgeryResult", "analyse", "attach", "build_schedule", "detach", "plan_groups",
     "replay", "surgery",

@@ -61,13 +61,17 @@ class FlopsBudget:
         return None
 
 
-def ranking_scores(norms: list[np.ndarray], savings: np.ndarray | None) -> list[np.ndarray]:
+def ranking_scores(norms: list[np.ndarray], savings: np.ndarray | None, uniform: bool = False) -> list[np.ndarray]:
     """Per-unit scores a schedule walks from the smallest: the norm itself (FLOPs budgets), or the
     norm per unit of cost saved, so a unit that saves much for its importance goes first.
 
     Savings are scaled by their mean over groups (the order does not depend on the cost's unit);
-    a group whose units save nothing measurable is ranked last.
+    a group whose units save nothing measurable is ranked last. With ``uniform``, each unit's score
+    is its rank within its group as a fraction of the group's size, so a walk takes the same
+    fraction of every group (the cost's savings no longer matter).
     """
+    if uniform:
+        return [within_group_ranks(n) for n in norms]
     if savings is None:
         return norms
     savings = np.asarray(savings, dtype=np.float64)
@@ -76,3 +80,10 @@ def ranking_scores(norms: list[np.ndarray], savings: np.ndarray | None) -> list[
         return norms
     scale = savings / positive.mean()
     return [n / s if s > 0 else np.full_like(n, np.inf) for n, s in zip(norms, scale, strict=True)]
+
+
+def within_group_ranks(scores: np.ndarray) -> np.ndarray:
+    """``(rank + 1) / len`` of each score in its group (smallest first, ties in index order)."""
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[np.argsort(scores, kind="stable")] = np.arange(1, len(scores) + 1)
+    return ranks / max(len(scores), 1)

@@ -27,6 +27,8 @@ class Scope(str, Enum):
     ALL = "all"
 
 
+ALLOCATIONS = ("global", "uniform")
+
 FilterFn = Callable[[nn.Module, str], bool]
 
 
@@ -56,6 +58,9 @@ class CompactorConfig:
             instead of dense ones. A residual stream has one compactor per producer, and
             dense ones on wide streams (resnet50's 2048 channels) double the training
             step; diagonal ones cost an element-wise product.
+        allocation: how a schedule spreads the reduction over groups: ``"global"`` ranks every
+            unit of every group together (ResRep), ``"uniform"`` removes the same fraction of
+            every group (Torch-Pruning's local pruning) and ranks units within each group only.
     """
 
     scope: Scope | str = Scope.INTERNAL
@@ -68,6 +73,7 @@ class CompactorConfig:
     threshold: float = 1e-5
     diagonal_residual: bool = False
     masked_penalty: float | None = None
+    allocation: str = "global"
 
     def __post_init__(self) -> None:
         self.scope = Scope(self.scope)
@@ -77,4 +83,6 @@ class CompactorConfig:
             raise ValueError("round_to and min_channels must be >= 1")
         if not 0.0 <= self.min_ratio <= 1.0:
             raise ValueError(f"min_ratio must be in [0, 1], got {self.min_ratio}")
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"allocation must be one of {', '.join(ALLOCATIONS)}, got '{self.allocation}'")
         self.pinned = tuple(self.pinned)

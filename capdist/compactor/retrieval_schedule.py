@@ -282,7 +282,8 @@ class RetrievalSchedule:
         fresh = [torch.zeros_like(k) for k in kept]
         floors = [self.cm.min_units(g) for g in groups]
         sizes = [g.spec.unit_size for g in groups]
-        scores = ranking_scores([g.unit_norms().numpy() for g in groups], self.budget.unit_savings())
+        norms = [np.where(k.numpy(), g.unit_norms().numpy(), -np.inf) for g, k in zip(groups, kept, strict=True)]
+        scores = ranking_scores(norms, self.budget.unit_savings(), self.cm.config.allocation == "uniform")
         candidates = sorted((float(n), gi, u) for gi, g in enumerate(groups)
                             for u, n in enumerate(scores[gi].tolist()) if kept[gi][u])
         for _, gi, u in candidates:

@@ -6,7 +6,9 @@ millisecond a unit saves, HALP, NeurIPS 2022), walk from the smallest and mask
 units until the model after surgery meets the target, masking at most
 ``granularity`` more units than at the previous update, keeping each group at or
 above its minimum width and at widths that are multiples of ``round_to``. Masks
-are recomputed from scratch each time, so a channel can come back.
+are recomputed from scratch each time, so a channel can come back. With the uniform
+allocation (``CompactorConfig.allocation``) units are ranked within their group and the
+walk takes the same fraction of every group.
 
 Example:
     >>> sched = NormSchedule(cm, target=0.35, warmup=100, interval=20, until=800)  # doctest: +SKIP
@@ -150,7 +152,7 @@ class NormSchedule:
         minimum = np.array([cm.min_units(g) for g in groups])
         norms = self.unit_scores()
         owner = np.concatenate([np.full(len(n), i) for i, n in enumerate(norms)])
-        flat = np.concatenate(ranking_scores(norms, self.budget.unit_savings()))
+        flat = np.concatenate(ranking_scores(norms, self.budget.unit_savings(), cm.config.allocation == "uniform"))
         order = np.argsort(flat, kind="stable")
         removable = periods - minimum
         walk = []

@@ -74,7 +74,8 @@ def masked_penalty_for(trainer: Trainer, deadline: int, config: CompressConfig, 
 
 
 def _attach(student: nn.Module, example: torch.Tensor, config: CompressConfig) -> CompactorModel:
-    placement = config.compactors.placement(config.target.round_to or 1, config.target.min_ratio)
+    placement = config.compactors.placement(config.target.round_to or 1, config.target.min_ratio,
+                                            config.target.allocation)
     return attach(unwrapped(student).train(), example, placement)
 
 

@@ -32,6 +32,7 @@ def method_label(config: CompressConfig, round_to: int) -> str:
     c, d = config, CompressConfig()
     notes = [(c.compactors.scope != "all", c.compactors.scope),
              (c.target.min_ratio != d.target.min_ratio, f"min-ratio {c.target.min_ratio:g}"),
+             (c.target.allocation != d.target.allocation, f"{c.target.allocation} allocation"),
              (round_to != 1, f"round-to {round_to}"),
              (c.target.latency is not None, f"latency target {c.target.latency:g}" if c.target.latency else ""),
              (c.compactors.residual_compactor != d.compactors.residual_compactor,

@@ -38,7 +38,7 @@ from .task_loss import nce_suffix
 log = logging.getLogger("capdist")
 
 # settings of the shared sections that pruning does not use (left out of ``capdist prune``)
-UNUSED = ("min_ratio", "feature_loss", "feature_weight", "epochs", "warmup_epochs")
+UNUSED = ("min_ratio", "allocation", "feature_loss", "feature_weight", "epochs", "warmup_epochs")
 
 
 def method_names() -> list[str]:

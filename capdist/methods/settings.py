@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..compactor import CompactorConfig, ScheduleConfig
+from ..compactor import ALLOCATIONS, CompactorConfig, ScheduleConfig
 from ..engine import TrainConfig
 from ..settings import Settings, setting
 
@@ -38,6 +38,9 @@ class TargetConfig:
                                    "faster).", flag="--round-to", low=1)
     min_ratio: float = setting(0.2, "Every layer keeps at least this fraction of its channels.", flag="--min-ratio",
                                low=0, high=1)
+    allocation: str = setting("global", "How the reduction is spread over layers: one ranking of every channel of "
+                              "every layer (ResRep), or the same fraction of every layer with channels ranked "
+                              "within it (Torch-Pruning's default).", choices=ALLOCATIONS)
 
 
 @dataclass(slots=True)
@@ -53,10 +56,10 @@ class CompactorSettings:
     momentum: float = setting(0.9, "SGD momentum of the compactors (ResRep: 0.99 over long schedules).",
                               flag="--compactor-momentum", low=0, high=1)
 
-    def placement(self, round_to: int = 1, min_ratio: float = 0.2) -> CompactorConfig:
+    def placement(self, round_to: int = 1, min_ratio: float = 0.2, allocation: str = "global") -> CompactorConfig:
         """What :func:`capdist.compactor.attach` builds for these settings (``compress`` and ``inspect``)."""
         return CompactorConfig(scope=self.scope, penalty=self.penalty, round_to=round_to, min_ratio=min_ratio,
-                               diagonal_residual=self.residual_compactor == "diagonal")
+                               diagonal_residual=self.residual_compactor == "diagonal", allocation=allocation)
 
 
 @dataclass(slots=True)
