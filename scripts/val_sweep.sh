@@ -9,7 +9,8 @@
 # meaning when the default changes. The taylor schedule's rows (first-order Taylor ranking of the compactor
 # rows) and a higher per-layer floor (floor: 22% at 10% of the FLOPs, 30% at 25%; widths held nearer uniform)
 # were added after the timing was chosen, then the uniform allocation (every layer loses the same fraction,
-# as Torch-Pruning's local pruning the baselines use) with the retrieval and taylor schedules.
+# as Torch-Pruning's local pruning the baselines use) with the retrieval and taylor schedules, and per-channel
+# scales in place of the dense internal compactors (a cheaper training step).
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/val docs/benchmarks/val-sweep
 set -euo pipefail
 R=${R:-runs/bench/val}
@@ -44,6 +45,8 @@ for data in fmnist-open-val fmnist-val; do
       want "cdd-$schedule-uniform" && run "$C/cdd-$schedule-uniform-seed$seed" compress --teacher "$T" "${common[@]}" \
           --epochs 3 $EARLY --schedule "$schedule" --allocation uniform --seed "$seed"
     done
+    want cdd-retrieval-diagonal && run "$C/cdd-retrieval-diagonal-seed$seed" compress --teacher "$T" "${common[@]}" \
+        --epochs 3 $EARLY --internal-compactor diagonal --seed "$seed"
     want taylor && run "$C/taylor-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 \
         --lr 0.1 --seed "$seed"
   done

@@ -37,7 +37,8 @@ def _step_time(model, opt, x, y, after_backward=None) -> float:
 
 
 def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
-                  diagonal_residual: bool = False, channels_last: bool = False) -> dict:
+                  diagonal_residual: bool = False, channels_last: bool = False,
+                  diagonal_internal: bool = False) -> dict:
     """Median compactor step time / plain step time (penalty in the loss + resetting); with
     ``channels_last`` both networks and the batch are in that memory format (as ``--channels-last``)."""
     torch.manual_seed(0)
@@ -47,7 +48,8 @@ def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
-    cm = attach(comp, x[:1], CompactorConfig(scope=scope, diagonal_residual=diagonal_residual))
+    cm = attach(comp, x[:1], CompactorConfig(scope=scope, diagonal_residual=diagonal_residual,
+                                             diagonal_internal=diagonal_internal))
     opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     opt_c = torch.optim.SGD(cm.param_groups(lr=1e-3), lr=1e-3)
     cm.register_step_hook(opt_c)
@@ -75,7 +77,9 @@ def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
         tp.append(a)
         tc.append(b)
         ratios.append(b / a)
-    label = scope + (" (diagonal residual)" if diagonal_residual else "") + (", channels-last" if channels_last else "")
+    diagonal = "diagonal everywhere" if diagonal_internal and diagonal_residual else (
+        "diagonal residual" if diagonal_residual else "diagonal internal" if diagonal_internal else "")
+    label = scope + (f" ({diagonal})" if diagonal else "") + (", channels-last" if channels_last else "")
     return {"model": name, "scope": label, "batch": batch, "size": size, "repeats": repeats,
             "compactors": len(cm.compactors()), "median_ratio": statistics.median(ratios),
             "ratio_of_medians": statistics.median(tc) / statistics.median(tp),
@@ -129,7 +133,9 @@ def main() -> None:
                           step_overhead("resnet50", 32, 64, args.repeats, "all"),
                           step_overhead("resnet50", 32, 64, args.repeats, "all", diagonal_residual=True),
                           step_overhead("resnet50", 32, 64, args.repeats, "all", diagonal_residual=True,
-                                        channels_last=True)],
+                                        channels_last=True),
+                          step_overhead("resnet50", 32, 64, args.repeats, "all", diagonal_residual=True,
+                                        diagonal_internal=True)],
         "surgery": [surgery_time("resnet50", 64, 5), surgery_time("resnet18", 64, 5)],
         "flops_agreement": flops_agreement(["resnet18", "resnet50", "mobilenet_v2",
                                             "efficientnet_b0", "regnet_x_400mf"], 64),

@@ -38,7 +38,8 @@ def inspect_report(model_spec: str, input_size: str, compactors: CompactorSettin
         rows.append({"group": spec.name, "channels": spec.channels, "status": status,
                      "reason": reason, "residual": spec.residual})
     return {"model": model_spec, "input_size": input_size, "scope": compactors.scope,
-            "residual_compactor": compactors.residual_compactor, "groups": rows}
+            "residual_compactor": compactors.residual_compactor,
+            "internal_compactor": compactors.internal_compactor, "groups": rows}
 
 
 @click.command("inspect", cls=SectionedCommand)

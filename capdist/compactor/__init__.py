@@ -20,8 +20,8 @@ from .schedules import SCHEDULES, MaskSchedule, PooledFeatures, ScheduleConfig, 
 from .surgery import SurgeryResult, replay, surgery
 
 __all__ = [
-    "ALLOCATIONS", "SCHEDULES", "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel", "DiagonalCompactor", "GroupSpec",
-    "LinearCompactor", "MaskSchedule", "NormSchedule", "PooledFeatures", "RetrievalSchedule", "ScheduleConfig",
-    "ScheduleTiming", "Scope", "SurgeryResult", "analyse", "attach", "build_schedule", "detach", "plan_groups",
-    "replay", "surgery",
+    "ALLOCATIONS", "SCHEDULES", "ChannelGroup", "Compactor", "CompactorConfig", "CompactorModel",
+    "DiagonalCompactor", "GroupSpec", "LinearCompactor", "MaskSchedule", "NormSchedule", "PooledFeatures",
+    "RetrievalSchedule", "ScheduleConfig", "ScheduleTiming", "Scope", "SurgeryResult", "analyse", "attach",
+    "build_schedule", "detach", "plan_groups", "replay", "surgery",
 ]

@@ -58,6 +58,9 @@ class CompactorConfig:
             instead of dense ones. A residual stream has one compactor per producer, and
             dense ones on wide streams (resnet50's 2048 channels) double the training
             step; diagonal ones cost an element-wise product.
+        diagonal_internal: give the other groups (a convolution's own output channels) per-channel-scale
+            compactors too: ResRep's dense maps there add about 12% of a bottleneck's FLOPs to
+            every training step.
         allocation: how a schedule spreads the reduction over groups: ``"global"`` ranks every
             unit of every group together (ResRep), ``"uniform"`` removes the same fraction of
             every group (Torch-Pruning's local pruning) and ranks units within each group only.
@@ -72,6 +75,7 @@ class CompactorConfig:
     pinned: tuple[str, ...] = field(default_factory=tuple)
     threshold: float = 1e-5
     diagonal_residual: bool = False
+    diagonal_internal: bool = False
     masked_penalty: float | None = None
     allocation: str = "global"
 

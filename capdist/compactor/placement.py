@@ -28,8 +28,10 @@ KINDS = {"dense": Compactor, "diagonal": DiagonalCompactor, "linear": LinearComp
 
 def built_kind(spec: GroupSpec, kind: str, config: CompactorConfig) -> str:
     """The compactor kind :func:`attach` installs where the graph asks for ``kind`` (a residual stream
-    gets a per-channel scale under ``config.diagonal_residual``)."""
-    return "diagonal" if kind == "dense" and spec.residual and config.diagonal_residual else kind
+    gets a per-channel scale under ``config.diagonal_residual``, any other group under
+    ``config.diagonal_internal``)."""
+    diagonal = config.diagonal_residual if spec.residual else config.diagonal_internal
+    return "diagonal" if kind == "dense" and diagonal else kind
 
 
 def plan_groups(model: nn.Module, example_inputs, config: CompactorConfig,

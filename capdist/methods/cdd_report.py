@@ -37,6 +37,8 @@ def method_label(config: CompressConfig, round_to: int) -> str:
              (c.target.latency is not None, f"latency target {c.target.latency:g}" if c.target.latency else ""),
              (c.compactors.residual_compactor != d.compactors.residual_compactor,
               f"{c.compactors.residual_compactor} residual compactors"),
+             (c.compactors.internal_compactor != d.compactors.internal_compactor,
+              f"{c.compactors.internal_compactor} internal compactors"),
              (c.distill.feature_loss != d.distill.feature_loss, f"{c.distill.feature_loss} loss"),
              (c.distill.gallery == "teacher", "teacher gallery"),
              (c.schedule.kind == "retrieval" and c.schedule.neighbours != d.schedule.neighbours,

@@ -52,6 +52,8 @@ class CompactorSettings:
     residual_compactor: str = setting("diagonal", "Compactors of residual streams (scope all): per-channel scales "
                                       "(a resnet50 step 1.22x a plain one) or dense C x C maps as ResRep (2.06x).",
                                       choices=("diagonal", "dense"))
+    internal_compactor: str = setting("dense", "Compactors of the other groups: dense C x C maps as ResRep and CDD, "
+                                      "or per-channel scales (a cheaper training step).", choices=("dense", "diagonal"))
     penalty: float = setting(4e-3, "Group-lasso strength (CDD: 4e-3).", low=0)
     momentum: float = setting(0.9, "SGD momentum of the compactors (ResRep: 0.99 over long schedules).",
                               flag="--compactor-momentum", low=0, high=1)
@@ -59,7 +61,8 @@ class CompactorSettings:
     def placement(self, round_to: int = 1, min_ratio: float = 0.2, allocation: str = "global") -> CompactorConfig:
         """What :func:`capdist.compactor.attach` builds for these settings (``compress`` and ``inspect``)."""
         return CompactorConfig(scope=self.scope, penalty=self.penalty, round_to=round_to, min_ratio=min_ratio,
-                               diagonal_residual=self.residual_compactor == "diagonal", allocation=allocation)
+                               diagonal_residual=self.residual_compactor == "diagonal",
+                               diagonal_internal=self.internal_compactor == "diagonal", allocation=allocation)
 
 
 @dataclass(slots=True)

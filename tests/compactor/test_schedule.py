@@ -128,12 +128,16 @@ def test_mobilenet_depthwise_groups_get_diagonal_compactors():
     assert {"dense", "diagonal"} <= kinds
 
 
-def test_diagonal_residual_option_keeps_surgery_exact():
+@pytest.mark.parametrize("diagonal_internal", [False, True])
+def test_diagonal_options_keep_surgery_exact(diagonal_internal):
     net = TinyResNet(in_channels=1, width=8)
     x = torch.randn(2, 1, 8, 8)
-    cm = attach(net, x[:1], CompactorConfig(scope="all", diagonal_residual=True))
+    cm = attach(net, x[:1], CompactorConfig(scope="all", diagonal_residual=True, diagonal_internal=diagonal_internal))
     residual = [g for g in cm.groups if g.spec.residual]
+    internal = [g for g in cm.groups if not g.spec.residual]
     assert residual and all(type(c).__name__ == "DiagonalCompactor" for g in residual for c in g.compactors)
+    assert internal and all((type(c).__name__ == "DiagonalCompactor") == diagonal_internal
+                            for g in internal for c in g.compactors)
     _random_norms(cm)
     NormSchedule(cm, target=0.5).update(limit=10**9)
     res = surgery(cm, x)
