@@ -10,7 +10,8 @@
 # importance, early timing), magnitude and Taylor pruning, and Taylor (the best
 # baseline of most cells) with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
 # it; each projected to the teacher's width).
-# Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
+# On unseen classes at 25%, compress --gallery teacher (queries that must match the teacher's gallery; judged by
+# asymmetric mAP). Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
@@ -29,6 +30,8 @@ for data in fmnist-open fmnist; do
   C="$R/$data-$target"
   for seed in $SEEDS; do
     want cdd-default && run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
+    [ "$data-$target" = fmnist-open-25 ] && want cdd-gallery-teacher && run "$C/cdd-gallery-teacher-seed$seed" \
+        compress --teacher "$T" "${common[@]}" --epochs 3 --gallery teacher --seed "$seed"
     want cdd-late && run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $LATE --seed "$seed"
     want cdd-contribution && run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
         --schedule contribution $LATE --seed "$seed"
