@@ -21,6 +21,7 @@ SEEDS=${SEEDS:-"0 1 2 3 4"}
 TARGETS=${TARGETS:-"25 10"}
 LATE="--mask-warmup 1 --mask-until 0.6"
 EARLY="--mask-warmup 0.3 --mask-until 0.4"
+DENSE="--internal-compactor dense"  # rows made while dense internal compactors were the default
 BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
@@ -32,11 +33,13 @@ for data in fmnist-open fmnist; do
     want cdd-default && run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
     [ "$data-$target" = fmnist-open-25 ] && want cdd-gallery-teacher && run "$C/cdd-gallery-teacher-seed$seed" \
         compress --teacher "$T" "${common[@]}" --epochs 3 --gallery teacher --seed "$seed"
-    want cdd-late && run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $LATE --seed "$seed"
+    want cdd-dense && run "$C/cdd-dense-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $DENSE --seed "$seed"
+    want cdd-late && run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $LATE $DENSE \
+        --seed "$seed"
     want cdd-contribution && run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
-        --schedule contribution $LATE --seed "$seed"
+        --schedule contribution $LATE $DENSE --seed "$seed"
     want cdd-taylor && run "$C/cdd-taylor-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
-        --schedule taylor $EARLY --seed "$seed"
+        --schedule taylor $EARLY $DENSE --seed "$seed"
     want cdd-paper && run "$C/cdd-paper-seed$seed" compress --config recipes/cdd-paper.yaml --teacher "$T" \
         "${common[@]}" --epochs 3 --seed "$seed"
     for method in magnitude taylor; do

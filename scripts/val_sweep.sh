@@ -19,6 +19,7 @@ SEEDS=${SEEDS:-"0 1 2"}
 TARGETS=${TARGETS:-"25 10"}
 LATE="--mask-warmup 1 --mask-until 0.6"  # the timing the default had before this sweep chose EARLY
 EARLY="--mask-warmup 0.3 --mask-until 0.4"
+DENSE="--internal-compactor dense"  # the rows made while dense internal compactors were the default
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
 for data in fmnist-open-val fmnist-val; do
@@ -28,22 +29,22 @@ for data in fmnist-open-val fmnist-val; do
   for seed in $SEEDS; do
     for schedule in retrieval contribution norm; do
       want "cdd-$schedule" && run "$C/cdd-$schedule-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
-          --schedule "$schedule" $LATE --seed "$seed"
+          --schedule "$schedule" $LATE $DENSE --seed "$seed"
     done
     for schedule in retrieval contribution; do
       want "cdd-$schedule-ft1" && run "$C/cdd-$schedule-ft1-seed$seed" compress --teacher "$T" "${common[@]}" \
-          --epochs 2 --finetune-epochs 1 --schedule "$schedule" $LATE --seed "$seed"
+          --epochs 2 --finetune-epochs 1 --schedule "$schedule" $LATE $DENSE --seed "$seed"
     done
     for schedule in retrieval contribution taylor; do
       want "cdd-$schedule-early" && run "$C/cdd-$schedule-early-seed$seed" compress --teacher "$T" "${common[@]}" \
-          --epochs 3 $EARLY --schedule "$schedule" --seed "$seed"
+          --epochs 3 $EARLY $DENSE --schedule "$schedule" --seed "$seed"
     done
     floor=$([ "$target" = 10 ] && echo 22 || echo 30)  # a 30% floor cannot reach 10% of the FLOPs (lowest 0.149)
     want cdd-retrieval-floor && run "$C/cdd-retrieval-floor$floor-seed$seed" compress --teacher "$T" "${common[@]}" \
-        --epochs 3 $EARLY --min-ratio "0.$floor" --seed "$seed"
+        --epochs 3 $EARLY $DENSE --min-ratio "0.$floor" --seed "$seed"
     for schedule in retrieval taylor; do
       want "cdd-$schedule-uniform" && run "$C/cdd-$schedule-uniform-seed$seed" compress --teacher "$T" "${common[@]}" \
-          --epochs 3 $EARLY --schedule "$schedule" --allocation uniform --seed "$seed"
+          --epochs 3 $EARLY $DENSE --schedule "$schedule" --allocation uniform --seed "$seed"
     done
     want cdd-retrieval-diagonal && run "$C/cdd-retrieval-diagonal-seed$seed" compress --teacher "$T" "${common[@]}" \
         --epochs 3 $EARLY --internal-compactor diagonal --seed "$seed"

@@ -2,21 +2,23 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from capdist.cli.main import cli
 
 
-def test_inspect_reports_groups_kinds_and_pinned_output():
+@pytest.mark.parametrize("internal, expected", [("dense", {"dense", "diagonal"}), ("diagonal", {"diagonal"})])
+def test_inspect_reports_groups_kinds_and_pinned_output(internal, expected):
     out = CliRunner().invoke(cli, ["inspect", "mobilenet_v2", "--input-size", "3,32,32", "--scope", "internal",
-                                   "--num-classes", "10", "--json"])
+                                   "--num-classes", "10", "--internal-compactor", internal, "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     status = {r["status"] for r in report["groups"]}
     assert {"compacted", "pinned", "out of scope"} <= status
     kinds = {c.split()[0] for r in report["groups"] if r["status"] == "compacted"
              for c in r["compactors"]}
-    assert kinds == {"dense", "diagonal"}
+    assert kinds == expected and report["internal_compactor"] == internal
 
 
 def test_inspect_previews_exactly_the_compactors_compress_attaches():

@@ -98,8 +98,8 @@ def test_the_paper_recipe_is_the_papers_objective():
     recipe = yaml.safe_load((Path(__file__).parents[2] / "recipes" / "cdd-paper.yaml").read_text())
     values = {k.replace("-", "_"): v for k, v in recipe.items() if k not in ("version", "command")}
     cfg = configure(CompressConfig(), **values)
-    assert (cfg.compactors.scope, cfg.schedule.kind, cfg.schedule.neighbours, cfg.schedule.k) == \
-        ("internal", "retrieval", "teacher", 2)
+    assert (cfg.compactors.scope, cfg.compactors.internal_compactor, cfg.schedule.kind, cfg.schedule.neighbours,
+            cfg.schedule.k) == ("internal", "dense", "retrieval", "teacher", 2)
     assert (cfg.schedule.interval, cfg.schedule.bank_size, cfg.target.min_ratio) == (1, 24000, 0.0)
     assert (cfg.distill.feature_loss, cfg.distill.feature_weight, cfg.distill.kd_temperature) == ("block", 0.5, 2.0)
     assert cfg.distill.cross_nce == 0.0 and cfg.distill.extra == "" and cfg.compactors.penalty == 4e-3
