@@ -11,7 +11,7 @@
 # baseline of most cells) with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
 # it; each projected to the teacher's width).
 # On unseen classes at 25%, compress --gallery teacher (queries that must match the teacher's gallery; judged by
-# asymmetric mAP). Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
+# asymmetric mAP), with the default and with dense internal compactors. Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
@@ -33,6 +33,9 @@ for data in fmnist-open fmnist; do
     want cdd-default && run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
     [ "$data-$target" = fmnist-open-25 ] && want cdd-gallery-teacher && run "$C/cdd-gallery-teacher-seed$seed" \
         compress --teacher "$T" "${common[@]}" --epochs 3 --gallery teacher --seed "$seed"
+    [ "$data-$target" = fmnist-open-25 ] && want cdd-dense-gallery-teacher && \
+        run "$C/cdd-dense-gallery-teacher-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $DENSE \
+        --gallery teacher --seed "$seed"
     want cdd-dense && run "$C/cdd-dense-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $DENSE --seed "$seed"
     want cdd-late && run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $LATE $DENSE \
         --seed "$seed"
