@@ -11,7 +11,8 @@
 # baseline of most cells) with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
 # it; each projected to the teacher's width).
 # On unseen classes at 25%, compress --gallery teacher (queries that must match the teacher's gallery; judged by
-# asymmetric mAP), with the default and with dense internal compactors. Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
+# asymmetric mAP), with the default compactors and with per-channel scales; cdd-diagonal: the default with
+# per-channel-scale internal compactors (a cheaper step). Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
@@ -21,7 +22,8 @@ SEEDS=${SEEDS:-"0 1 2 3 4"}
 TARGETS=${TARGETS:-"25 10"}
 LATE="--mask-warmup 1 --mask-until 0.6"
 EARLY="--mask-warmup 0.3 --mask-until 0.4"
-DENSE="--internal-compactor dense"  # rows made while dense internal compactors were the default
+DENSE="--internal-compactor dense"  # the default, pinned in the rows that compare other settings
+DIAGONAL="--internal-compactor diagonal"
 BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
@@ -33,10 +35,11 @@ for data in fmnist-open fmnist; do
     want cdd-default && run "$C/cdd-default-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 --seed "$seed"
     [ "$data-$target" = fmnist-open-25 ] && want cdd-gallery-teacher && run "$C/cdd-gallery-teacher-seed$seed" \
         compress --teacher "$T" "${common[@]}" --epochs 3 --gallery teacher --seed "$seed"
-    [ "$data-$target" = fmnist-open-25 ] && want cdd-dense-gallery-teacher && \
-        run "$C/cdd-dense-gallery-teacher-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $DENSE \
+    [ "$data-$target" = fmnist-open-25 ] && want cdd-diagonal-gallery-teacher && \
+        run "$C/cdd-diagonal-gallery-teacher-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $DIAGONAL \
         --gallery teacher --seed "$seed"
-    want cdd-dense && run "$C/cdd-dense-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $DENSE --seed "$seed"
+    want cdd-diagonal && run "$C/cdd-diagonal-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $DIAGONAL \
+        --seed "$seed"
     want cdd-late && run "$C/cdd-late-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 $LATE $DENSE \
         --seed "$seed"
     want cdd-contribution && run "$C/cdd-contribution-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \

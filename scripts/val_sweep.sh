@@ -19,7 +19,7 @@ SEEDS=${SEEDS:-"0 1 2"}
 TARGETS=${TARGETS:-"25 10"}
 LATE="--mask-warmup 1 --mask-until 0.6"  # the timing the default had before this sweep chose EARLY
 EARLY="--mask-warmup 0.3 --mask-until 0.4"
-DENSE="--internal-compactor dense"  # the rows made while dense internal compactors were the default
+DENSE="--internal-compactor dense"  # the default, pinned where a row compares other settings
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
 for data in fmnist-open-val fmnist-val; do
