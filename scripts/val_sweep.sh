@@ -41,13 +41,13 @@ for data in fmnist-open-val fmnist-val; do
     done
     floor=$([ "$target" = 10 ] && echo 22 || echo 30)  # a 30% floor cannot reach 10% of the FLOPs (lowest 0.149)
     want cdd-retrieval-floor && run "$C/cdd-retrieval-floor$floor-seed$seed" compress --teacher "$T" "${common[@]}" \
-        --epochs 3 $EARLY $DENSE --min-ratio "0.$floor" --seed "$seed"
+        --epochs 3 $EARLY $DENSE --schedule retrieval --min-ratio "0.$floor" --seed "$seed"
     for schedule in retrieval taylor; do
       want "cdd-$schedule-uniform" && run "$C/cdd-$schedule-uniform-seed$seed" compress --teacher "$T" "${common[@]}" \
           --epochs 3 $EARLY $DENSE --schedule "$schedule" --allocation uniform --seed "$seed"
     done
     want cdd-retrieval-diagonal && run "$C/cdd-retrieval-diagonal-seed$seed" compress --teacher "$T" "${common[@]}" \
-        --epochs 3 $EARLY --internal-compactor diagonal --seed "$seed"
+        --epochs 3 $EARLY --schedule retrieval --internal-compactor diagonal --seed "$seed"
     want taylor && run "$C/taylor-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 \
         --lr 0.1 --seed "$seed"
   done

@@ -146,7 +146,8 @@ def main() -> None:
           f"({result['machine']['threads']} CPU threads, torch {result['machine']['torch']}).", "",
           "## Training-step overhead (goal <= 1.15)", "",
           "Compactor step (forward with compactors + penalty in the loss + gradient resetting + SGD)"
-          " / plain step, interleaved, median of per-pair ratios.", "",
+          " / plain step, interleaved, median of per-pair ratios. Absolute times move with the shared"
+          " machine's load from run to run (rows of one run too); compare the ratios.", "",
           "| model | scope | batch | input | compactors | median ratio | plain step (s) | compactor step (s) |",
           "|---|---|---|---|---|---|---|---|"]
     for r in result["step_overhead"]:

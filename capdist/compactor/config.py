@@ -61,9 +61,11 @@ class CompactorConfig:
         diagonal_internal: give the other groups (a convolution's own output channels) per-channel-scale
             compactors too: ResRep's dense maps there add about 12% of a bottleneck's FLOPs to
             every training step.
-        allocation: how a schedule spreads the reduction over groups: ``"global"`` ranks every
-            unit of every group together (ResRep), ``"uniform"`` removes the same fraction of
-            every group (Torch-Pruning's local pruning) and ranks units within each group only.
+        allocation: how a schedule's ranking spreads the reduction over groups: ``"global"`` ranks
+            every unit of every group together (ResRep), ``"uniform"`` removes the same fraction of
+            every group up to ``round_to`` and the floors (Torch-Pruning's local pruning), ranking
+            units within each group only (the ranking schedules and the retrieval schedule's top-up;
+            RGGR's own masks are per group already).
     """
 
     scope: Scope | str = Scope.INTERNAL

@@ -38,9 +38,11 @@ class TargetConfig:
                                    "faster).", flag="--round-to", low=1)
     min_ratio: float = setting(0.2, "Every layer keeps at least this fraction of its channels.", flag="--min-ratio",
                                low=0, high=1)
-    allocation: str = setting("global", "How the reduction is spread over layers: one ranking of every channel of "
-                              "every layer (ResRep), or the same fraction of every layer with channels ranked "
-                              "within it (Torch-Pruning's default).", choices=ALLOCATIONS)
+    allocation: str = setting("global", "How a ranking spreads the reduction over layers: one ranking of every "
+                              "channel of every layer (ResRep), or the same fraction of every layer up to --round-to "
+                              "and --min-ratio, channels ranked within it (Torch-Pruning's default; latency savings "
+                              "then play no part, and retrieval guidance's own masks are not evened out, only its "
+                              "top-up).", choices=ALLOCATIONS)
 
 
 @dataclass(slots=True)

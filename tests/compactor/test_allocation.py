@@ -65,9 +65,24 @@ def test_uniform_top_up_evens_out_groups_retrieval_guidance_already_cut():
     periods = np.array([g.spec.period for g in cm.groups])
     others = np.delete(kept, 0)
     assert others.max() - others.min() <= 1 / periods.min() + 1e-9
-    assert kept[0] <= others.max() + 1 / periods.min()
+    assert kept[0] == 0.5 < others.min()  # already below the others: the top-up leaves it alone
 
 
 def test_an_unknown_allocation_is_refused():
     with pytest.raises(ValueError, match="allocation"):
         CompactorConfig(allocation="per-stage")
+
+
+def test_compress_builds_what_its_settings_name_and_labels_it():
+    from capdist.methods import CompressConfig
+    from capdist.methods.cdd import _attach
+    from capdist.methods.cdd_report import method_label
+    from capdist.settings import configure
+
+    config = configure(CompressConfig(), allocation="uniform", internal_compactor="diagonal")
+    cm = _attach(TinyResNet(in_channels=1, width=8), torch.randn(1, 1, 8, 8), config)
+    assert cm.config.allocation == "uniform" and cm.config.diagonal_internal
+    assert all(type(c).__name__ == "DiagonalCompactor" for c in cm.compactors())
+    label = method_label(config, 1)
+    assert "uniform allocation" in label and "diagonal internal compactors" in label
+    assert method_label(CompressConfig(), 1) == "cdd-retrieval"
