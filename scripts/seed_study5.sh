@@ -11,7 +11,8 @@
 # baseline of most cells) with CDD's block loss on the same eight blocks (cdd_block on each basic block's conv1 + BN, where CDD takes
 # it; each projected to the teacher's width).
 # On unseen classes at 25%, compress --gallery teacher (queries that must match the teacher's gallery; judged by
-# asymmetric mAP), with the default compactors and with per-channel scales; cdd-diagonal: the default with
+# asymmetric mAP), with the default compactors and with per-channel scales, against magnitude and Taylor pruning
+# fine-tuned with the same --gallery teacher terms (KD and cross_nce); cdd-diagonal: the default with
 # per-channel-scale internal compactors (a cheaper step). Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
@@ -51,6 +52,11 @@ for data in fmnist-open fmnist; do
     for method in magnitude taylor; do
       want "$method" && run "$C/$method-seed$seed" prune --model "$T" "${common[@]}" --method "$method" \
           --finetune-epochs 3 --lr 0.1 --seed "$seed"
+    done
+    for method in magnitude taylor; do
+      [ "$data-$target" = fmnist-open-25 ] && want "$method-gallery-teacher" && \
+          run "$C/$method-gallery-teacher-seed$seed" prune --model "$T" "${common[@]}" --method "$method" \
+          --finetune-epochs 3 --lr 0.1 --gallery teacher --seed "$seed"
     done
     want taylor-block && run "$C/taylor-block-seed$seed" prune --model "$T" "${common[@]}" --method taylor \
         --finetune-epochs 3 --lr 0.1 --distill "$BLOCKS" --seed "$seed"
