@@ -150,6 +150,10 @@ def plot_mask_history(attribution: dict, target: float, path: str | Path) -> Non
     save_figure(fig, path)
 
 
+MOSTLY_NORM = (". The norm top-up did most of it: the retrieval schedule is compress's default for its score "
+               "against Taylor pruning + KD on validation splits (docs/benchmarks/val-sweep), not for this share")
+
+
 def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> None:
     """``report.json``, ``report.md`` and ``accuracy_vs_flops.png`` in ``out``."""
     out = Path(out)
@@ -163,7 +167,8 @@ def write_report(out: str | Path, rows: list[dict], extra: dict, title: str) -> 
                          f"masked {units['retrieval']['total']} units and removed {removed['retrieval']:.1%} of the "
                          f"FLOPs ({share['retrieval']:.0%} of the target's {cost} reduction); the norm top-up masked "
                          f"{units['norm']['total']} units, {removed['norm']:.1%} ({share['norm']:.0%}); per group in "
-                         "report.json, over training in mask_schedule.png")
+                         "report.json, over training in mask_schedule.png" + (MOSTLY_NORM if share["norm"] > share[
+                             "retrieval"] else ""))
         elif key == "latency_budget":
             lines.append(f"- latency target {value['target']:.0%} of the teacher's latency at batch {value['batch']}, "
                          f"{'x'.join(map(str, value['input_size']))} on {value['device']} in "
