@@ -13,7 +13,8 @@
 # On unseen classes at 25%, compress --gallery teacher (queries that must match the teacher's gallery; judged by
 # asymmetric mAP), with the default compactors and with per-channel scales, against magnitude and Taylor pruning
 # fine-tuned with the same --gallery teacher terms (KD and cross_nce); cdd-diagonal: the default with
-# per-channel-scale internal compactors (a cheaper step). Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
+# per-channel-scale internal compactors (a cheaper step); cdd-taylor-uniform: the taylor schedule with every layer
+# losing the same fraction (--allocation uniform), the closest to Taylor pruning on the closed validation set. Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
@@ -47,6 +48,8 @@ for data in fmnist-open fmnist; do
         --schedule contribution $LATE $DENSE --seed "$seed"
     want cdd-taylor && run "$C/cdd-taylor-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
         --schedule taylor $EARLY $DENSE --seed "$seed"
+    want cdd-taylor-uniform && run "$C/cdd-taylor-uniform-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
+        --schedule taylor --allocation uniform $EARLY $DENSE --seed "$seed"
     want cdd-paper && run "$C/cdd-paper-seed$seed" compress --config recipes/cdd-paper.yaml --teacher "$T" \
         "${common[@]}" --epochs 3 --seed "$seed"
     for method in magnitude taylor; do
