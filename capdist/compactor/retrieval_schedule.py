@@ -150,8 +150,6 @@ class RetrievalSchedule:
             log.warning("retrieval guidance made %.0f%% of the target's reduction and the norm top-up %.0f%%: these "
                         "masks are mostly ResRep's norm ranking (the report's 'rggr' field has the details)",
                         100 * share["retrieval"], 100 * share["norm"])
-            log.info("the retrieval schedule is compress's default for its score against Taylor pruning + KD on "
-                     "validation splits (docs/benchmarks/val-sweep), not for the share retrieval guidance reaches")
 
     def report(self) -> dict:
         """``{"rggr": attribution()}``."""
