@@ -14,7 +14,8 @@
 # asymmetric mAP), with the default compactors and with per-channel scales, against magnitude and Taylor pruning
 # fine-tuned with the same --gallery teacher terms (KD and cross_nce); cdd-diagonal: the default with
 # per-channel-scale internal compactors (a cheaper step); cdd-taylor-uniform: the taylor schedule with every layer
-# losing the same fraction (--allocation uniform), the closest to Taylor pruning on the closed validation set. Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
+# losing the same fraction (--allocation uniform), the closest to Taylor pruning on the closed validation set.
+# Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
 set -euo pipefail
