@@ -10,7 +10,9 @@
 # rows) and a higher per-layer floor (floor: 22% at 10% of the FLOPs, 30% at 25%; widths held nearer uniform)
 # were added after the timing was chosen, then the uniform allocation (every layer loses the same fraction,
 # as Torch-Pruning's local pruning the baselines use) with the retrieval and taylor schedules, and per-channel
-# scales in place of the dense internal compactors (a cheaper training step).
+# scales in place of the dense internal compactors (a cheaper training step), then the taylor schedule at the
+# target from its first update (after 0.1 or 0.3 epochs: a ranking measured on the teacher's own weights, the
+# rest of training at the final widths, as Taylor pruning spends it).
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/val docs/benchmarks/val-sweep
 set -euo pipefail
 R=${R:-runs/bench/val}
@@ -19,6 +21,8 @@ SEEDS=${SEEDS:-"0 1 2"}
 TARGETS=${TARGETS:-"25 10"}
 LATE="--mask-warmup 1 --mask-until 0.6"  # the timing the default had before this sweep chose EARLY
 EARLY="--mask-warmup 0.3 --mask-until 0.4"
+AT01="--mask-warmup 0.1 --mask-until 0"  # the target at the first update, after 0.1 epochs
+AT03="--mask-warmup 0.3 --mask-until 0"
 DENSE="--internal-compactor dense"  # the default, pinned where a row compares other settings
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
@@ -48,6 +52,10 @@ for data in fmnist-open-val fmnist-val; do
     done
     want cdd-retrieval-diagonal && run "$C/cdd-retrieval-diagonal-seed$seed" compress --teacher "$T" "${common[@]}" \
         --epochs 3 $EARLY --schedule retrieval --internal-compactor diagonal --seed "$seed"
+    want cdd-taylor-at01 && run "$C/cdd-taylor-at01-seed$seed" compress --teacher "$T" "${common[@]}" \
+        --epochs 3 $AT01 $DENSE --schedule taylor --seed "$seed"
+    want cdd-taylor-at03 && run "$C/cdd-taylor-at03-seed$seed" compress --teacher "$T" "${common[@]}" \
+        --epochs 3 $AT03 $DENSE --schedule taylor --seed "$seed"
     want taylor && run "$C/taylor-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 \
         --lr 0.1 --seed "$seed"
   done
