@@ -15,6 +15,10 @@
 # fine-tuned with the same --gallery teacher terms (KD and cross_nce); cdd-diagonal: the default with
 # per-channel-scale internal compactors (a cheaper step); cdd-taylor-uniform: the taylor schedule with every layer
 # losing the same fraction (--allocation uniform), the closest to Taylor pruning on the closed validation set.
+# Each protocol's best row on its own validation cells (scripts/val_sweep.sh, mean gap to Taylor over the two
+# targets): cdd-taylor-at01 (closed set: the taylor schedule at the target from its first update, after 0.1
+# epochs; recipes/cdd-closed-set.yaml), run in every cell; cdd-contribution-ft1 (unseen classes: the
+# contribution schedule, late timing, 2 epochs + 1 after surgery), run in the unseen-class cells.
 # Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
@@ -27,6 +31,7 @@ LATE="--mask-warmup 1 --mask-until 0.6"
 EARLY="--mask-warmup 0.3 --mask-until 0.4"
 DENSE="--internal-compactor dense"  # the default, pinned in the rows that compare other settings
 DIAGONAL="--internal-compactor diagonal"
+AT01="--mask-warmup 0.1 --mask-until 0"
 BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
@@ -51,6 +56,10 @@ for data in fmnist-open fmnist; do
         --schedule taylor $EARLY $DENSE --seed "$seed"
     want cdd-taylor-uniform && run "$C/cdd-taylor-uniform-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
         --schedule taylor --allocation uniform $EARLY $DENSE --seed "$seed"
+    want cdd-taylor-at01 && run "$C/cdd-taylor-at01-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 3 \
+        --schedule taylor $AT01 $DENSE --seed "$seed"
+    [ "$data" = fmnist-open ] && want cdd-contribution-ft1 && run "$C/cdd-contribution-ft1-seed$seed" compress \
+        --teacher "$T" "${common[@]}" --epochs 2 --finetune-epochs 1 --schedule contribution $LATE $DENSE --seed "$seed"
     want cdd-paper && run "$C/cdd-paper-seed$seed" compress --config recipes/cdd-paper.yaml --teacher "$T" \
         "${common[@]}" --epochs 3 --seed "$seed"
     for method in magnitude taylor; do
