@@ -77,7 +77,8 @@ class ScheduleConfig:
     warmup: float = setting(0.3, "Epochs before the masks start (chosen on the validation splits, "
                             "docs/benchmarks/val-sweep).", flag="--mask-warmup", low=0)
     until: float = setting(0.4, "Fraction of training by which the masks reach the target (chosen on the "
-                           "validation splits).", flag="--mask-until", low=0, high=1)
+                           "validation splits; 0: at the first update after the warm-up).", flag="--mask-until",
+                           low=0, high=1)
     interval: int | None = setting(None, "Steps between mask updates (default: a tenth of an epoch; the authors' "
                                    "RGGR searches every step).", flag="--mask-interval", low=1)
     ratio: float = setting(0.5, "Fraction of channels counted as low-contribution (retrieval).", flag="--mask-ratio",

@@ -56,7 +56,7 @@ def schedule_timing(config: CompressConfig, steps_per_epoch: int) -> ScheduleTim
                                 "the masks would never be trained; lower --mask-warmup or raise --epochs")
     interval = config.schedule.interval or max(1, steps_per_epoch // 10)
     wanted = int(config.schedule.until * total)
-    if warmup > wanted:
+    if warmup > wanted and config.schedule.until > 0:
         log.warning(
             "the masks start after %d steps of warm-up but were to reach the target by step %d; they reach it at "
             "the first update after the warm-up instead", warmup, wanted)

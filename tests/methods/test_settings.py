@@ -103,3 +103,29 @@ def test_the_paper_recipe_is_the_papers_objective():
     assert (cfg.schedule.interval, cfg.schedule.bank_size, cfg.target.min_ratio) == (1, 24000, 0.0)
     assert (cfg.distill.feature_loss, cfg.distill.feature_weight, cfg.distill.kd_temperature) == ("block", 0.5, 2.0)
     assert cfg.distill.cross_nce == 0.0 and cfg.distill.extra == "" and cfg.compactors.penalty == 4e-3
+
+
+def test_the_closed_set_recipe_sets_the_taylor_schedule_at_the_target_from_its_first_update():
+    from pathlib import Path
+
+    from capdist.io.recipe import read_recipe
+    from capdist.methods.cdd import schedule_timing
+
+    recipe = read_recipe(Path(__file__).parents[2] / "recipes" / "cdd-closed-set.yaml", "compress")
+    values = {k.replace("-", "_"): v for k, v in recipe.items() if k not in ("version", "command")}
+    cfg = configure(CompressConfig(), **values)
+    assert (cfg.schedule.kind, cfg.compactors.internal_compactor) == ("taylor", "dense")
+    timing = schedule_timing(cfg, steps_per_epoch=100)
+    assert (timing.warmup, timing.deadline) == (10, 10)  # the target at the first update, after 0.1 epochs
+
+
+def test_masks_asked_at_the_first_update_get_no_warning_and_a_missed_deadline_gets_one(caplog):
+    from capdist.methods.cdd import schedule_timing
+
+    at_first = configure(CompressConfig(), mask_warmup=0.5, mask_until=0.0)
+    missed = configure(CompressConfig(), mask_warmup=0.5, mask_until=0.01)
+    with caplog.at_level("WARNING", logger="capdist"):
+        assert schedule_timing(at_first, steps_per_epoch=100).deadline == 50
+        assert not caplog.records
+        assert schedule_timing(missed, steps_per_epoch=100).deadline == 50
+    assert "first update after the warm-up" in caplog.text
