@@ -105,18 +105,22 @@ def test_the_paper_recipe_is_the_papers_objective():
     assert cfg.distill.cross_nce == 0.0 and cfg.distill.extra == "" and cfg.compactors.penalty == 4e-3
 
 
-def test_the_closed_set_recipe_sets_the_taylor_schedule_at_the_target_from_its_first_update():
+@pytest.mark.parametrize("recipe, schedule, finetune, timing", [
+    ("cdd-closed-set", "taylor", 0, (10, 10)),  # the target at the first update, after 0.1 epochs
+    ("cdd-unseen-classes", "contribution", 1, (100, 120)),  # from epoch 1, the target by 60% of 2 epochs
+])
+def test_the_protocol_recipes_set_their_schedule_and_timing(recipe, schedule, finetune, timing):
     from pathlib import Path
 
     from capdist.io.recipe import read_recipe
     from capdist.methods.cdd import schedule_timing
 
-    recipe = read_recipe(Path(__file__).parents[2] / "recipes" / "cdd-closed-set.yaml", "compress")
-    values = {k.replace("-", "_"): v for k, v in recipe.items() if k not in ("version", "command")}
-    cfg = configure(CompressConfig(), **values)
-    assert (cfg.schedule.kind, cfg.compactors.internal_compactor) == ("taylor", "dense")
-    timing = schedule_timing(cfg, steps_per_epoch=100)
-    assert (timing.warmup, timing.deadline) == (10, 10)  # the target at the first update, after 0.1 epochs
+    values = read_recipe(Path(__file__).parents[2] / "recipes" / f"{recipe}.yaml", "compress")
+    values = {k.replace("-", "_"): v for k, v in values.items() if k not in ("version", "command")}
+    cfg = configure(CompressConfig(), epochs=2, **values)
+    assert (cfg.schedule.kind, cfg.compactors.internal_compactor, cfg.finetune_epochs) == (schedule, "dense", finetune)
+    got = schedule_timing(cfg, steps_per_epoch=100)
+    assert (got.warmup, got.deadline) == timing
 
 
 def test_masks_asked_at_the_first_update_get_no_warning_and_a_missed_deadline_gets_one(caplog):
