@@ -19,6 +19,9 @@
 # targets): cdd-taylor-at01 (closed set: the taylor schedule at the target from its first update, after 0.1
 # epochs; recipes/cdd-closed-set.yaml), run in every cell; cdd-contribution-ft1 (unseen classes: the
 # contribution schedule, late timing, 2 epochs + 1 after surgery), run in the unseen-class cells.
+# A longer budget at 10% of the FLOPs (rows ending in -e9: 9 epochs for every method; the unseen-classes recipe
+# 8 + its fine-tuning epoch): the default, the protocol's recipe and Taylor pruning + KD, judged against
+# Taylor at the same budget. DATA="fmnist" runs one protocol.
 # Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
@@ -35,7 +38,7 @@ AT01="--mask-warmup 0.1 --mask-until 0"
 BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
-for data in fmnist-open fmnist; do
+for data in ${DATA:-fmnist-open fmnist}; do
   T=$(teacher "$data")
   common=(--data "$data" --train-subset 3000 --test-subset 2000 --target-flops "$(printf '0.%02d' "$target")")
   C="$R/$data-$target"
@@ -71,6 +74,16 @@ for data in fmnist-open fmnist; do
           run "$C/$method-gallery-teacher-seed$seed" prune --model "$T" "${common[@]}" --method "$method" \
           --finetune-epochs 3 --lr 0.1 --gallery teacher --seed "$seed"
     done
+    if [ "$target" = 10 ]; then
+      want cdd-default-e9 && run "$C/cdd-default-e9-seed$seed" compress --teacher "$T" "${common[@]}" --epochs 9 \
+          --seed "$seed"
+      recipe=$([ "$data" = fmnist ] && echo closed-set || echo unseen-classes)
+      epochs=$([ "$data" = fmnist ] && echo 9 || echo 8)
+      want "cdd-$recipe-e9" && run "$C/cdd-$recipe-e9-seed$seed" compress --config "recipes/cdd-$recipe.yaml" \
+          --teacher "$T" "${common[@]}" --epochs "$epochs" --seed "$seed"
+      want taylor-e9 && run "$C/taylor-e9-seed$seed" prune --model "$T" "${common[@]}" --method taylor \
+          --finetune-epochs 9 --lr 0.1 --seed "$seed"
+    fi
     want taylor-block && run "$C/taylor-block-seed$seed" prune --model "$T" "${common[@]}" --method taylor \
         --finetune-epochs 3 --lr 0.1 --distill "$BLOCKS" --seed "$seed"
   done
