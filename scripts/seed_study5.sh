@@ -21,7 +21,7 @@
 # contribution schedule, late timing, 2 epochs + 1 after surgery), run in the unseen-class cells.
 # A longer budget at 10% of the FLOPs (rows ending in -e9: 9 epochs for every method; the unseen-classes recipe
 # 8 + its fine-tuning epoch): the default, the protocol's recipe and Taylor pruning + KD, judged against
-# Taylor at the same budget. DATA="fmnist" runs one protocol.
+# Taylor at the same budget. STUDY_DATA="fmnist" runs one protocol.
 # Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
@@ -38,7 +38,7 @@ AT01="--mask-warmup 0.1 --mask-until 0"
 BLOCKS="cdd_block:0.5@$(printf 'backbone.layer%s.bn1+' 1.0 1.1 2.0 2.1 3.0 3.1 4.0 4.1 | sed 's/+$//')"
 source "$(dirname "$0")/study_lib.sh"
 for target in $TARGETS; do
-for data in ${DATA:-fmnist-open fmnist}; do
+for data in ${STUDY_DATA:-fmnist-open fmnist}; do
   T=$(teacher "$data")
   common=(--data "$data" --train-subset 3000 --test-subset 2000 --target-flops "$(printf '0.%02d' "$target")")
   C="$R/$data-$target"

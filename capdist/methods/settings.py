@@ -53,10 +53,10 @@ class CompactorSettings:
                          choices=("internal", "all"))
     residual_compactor: str = setting("diagonal", "Compactors of residual streams (scope all): per-channel scales "
                                       "or dense C x C maps as ResRep (with dense maps everywhere a resnet50 step "
-                                      "costs 2.14x a plain one).",
+                                      "costs about 2.2x a plain one).",
                                       choices=("diagonal", "dense"))
     internal_compactor: str = setting("dense", "Compactors of the other groups: dense C x C maps as ResRep and CDD "
-                                      "(a resnet50 step 1.28x a plain one), or per-channel scales (1.10x; a few "
+                                      "(a resnet50 step about 1.2x a plain one), or per-channel scales (1.1x; a few "
                                       "tenths of a point lower in every validation cell, docs/benchmarks/val-sweep).",
                                       choices=("dense", "diagonal"))
     penalty: float = setting(4e-3, "Group-lasso strength (CDD: 4e-3).", low=0)

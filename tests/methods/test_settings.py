@@ -105,20 +105,20 @@ def test_the_paper_recipe_is_the_papers_objective():
     assert cfg.distill.cross_nce == 0.0 and cfg.distill.extra == "" and cfg.compactors.penalty == 4e-3
 
 
-@pytest.mark.parametrize("recipe, schedule, finetune, timing", [
-    ("cdd-closed-set", "taylor", 0, (10, 10)),  # the target at the first update, after 0.1 epochs
-    ("cdd-unseen-classes", "contribution", 1, (100, 120)),  # from epoch 1, the target by 60% of 2 epochs
+@pytest.mark.parametrize("recipe, schedule, warmup, until, finetune, timing", [
+    ("cdd-closed-set", "taylor", 0.1, 0.0, 0, (10, 10)),  # the target at the first update, after 0.1 epochs
+    ("cdd-unseen-classes", "contribution", 1.0, 0.6, 1, (100, 120)),  # from epoch 1, the target by 60% of 2 epochs
 ])
-def test_the_protocol_recipes_set_their_schedule_and_timing(recipe, schedule, finetune, timing):
+def test_the_protocol_recipes_set_their_schedule_and_timing(recipe, schedule, warmup, until, finetune, timing):
     from pathlib import Path
 
     from capdist.io.recipe import read_recipe
     from capdist.methods.cdd import schedule_timing
 
     values = read_recipe(Path(__file__).parents[2] / "recipes" / f"{recipe}.yaml", "compress")
-    values = {k.replace("-", "_"): v for k, v in values.items() if k not in ("version", "command")}
-    cfg = configure(CompressConfig(), epochs=2, **values)
-    assert (cfg.schedule.kind, cfg.compactors.internal_compactor, cfg.finetune_epochs) == (schedule, "dense", finetune)
+    cfg = configure(CompressConfig(), epochs=2, **{k.replace("-", "_"): v for k, v in values.items()})
+    assert (cfg.schedule.kind, cfg.schedule.warmup, cfg.schedule.until) == (schedule, warmup, until)
+    assert (cfg.compactors.internal_compactor, cfg.finetune_epochs) == ("dense", finetune)
     got = schedule_timing(cfg, steps_per_epoch=100)
     assert (got.warmup, got.deadline) == timing
 
