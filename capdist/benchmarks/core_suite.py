@@ -71,12 +71,9 @@ def _step_time(model, opt, x, y, after_backward=None) -> float:
     return time.perf_counter() - t0
 
 
-def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
-                  diagonal_residual: bool = False, channels_last: bool = False,
-                  diagonal_internal: bool = False, scales_in_norm: bool = False) -> dict:
-    """Median compactor step time / plain step time (penalty in the loss + resetting); with
-    ``channels_last`` both networks and the batch are in that memory format (as ``--channels-last``);
-    with ``scales_in_norm`` the per-channel scales after BatchNorms run inside the norm (:class:`_ScaleInNorm`)."""
+def _pair(name: str, batch: int, size: int, config: CompactorConfig, channels_last: bool = False) -> tuple:
+    """A torchvision model and a copy with compactors, a batch, and their optimizers (the compacted
+    one with resetting hooked in): ``plain, comp, cm, x, y, opt_plain, opt_comp``."""
     torch.manual_seed(0)
     plain = torchvision.models.get_model(name, weights=None, num_classes=10)
     comp = copy.deepcopy(plain)
@@ -84,13 +81,23 @@ def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
-    cm = attach(comp, x[:1], CompactorConfig(scope=scope, diagonal_residual=diagonal_residual,
-                                             diagonal_internal=diagonal_internal))
-    if scales_in_norm:
-        _scales_into_norms(comp, x[:2])
+    cm = attach(comp, x[:1], config)
     opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     opt_c = torch.optim.SGD(cm.param_groups(lr=1e-3), lr=1e-3)
     cm.register_step_hook(opt_c)
+    return plain, comp, cm, x, y, opt_p, opt_c
+
+
+def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
+                  diagonal_residual: bool = False, channels_last: bool = False,
+                  diagonal_internal: bool = False, scales_in_norm: bool = False) -> dict:
+    """Median compactor step time / plain step time (penalty in the loss + resetting); with
+    ``channels_last`` both networks and the batch are in that memory format (as ``--channels-last``);
+    with ``scales_in_norm`` the per-channel scales after BatchNorms run inside the norm (:class:`_ScaleInNorm`)."""
+    config = CompactorConfig(scope=scope, diagonal_residual=diagonal_residual, diagonal_internal=diagonal_internal)
+    plain, comp, cm, x, y, opt_p, opt_c = _pair(name, batch, size, config, channels_last)
+    if scales_in_norm:
+        _scales_into_norms(comp, x[:2])
     if channels_last:
         plain.to(memory_format=torch.channels_last)
         comp.to(memory_format=torch.channels_last)
@@ -128,14 +135,9 @@ def step_overhead(name: str, batch: int, size: int, repeats: int, scope: str,
 def step_parts(name: str, batch: int, size: int, repeats: int) -> dict:
     """Median seconds of a step's forward, backward, and the rest (penalty, resetting, SGD), plain
     against the default compactors (scope all, diagonal residual), interleaved."""
-    torch.manual_seed(0)
-    plain = torchvision.models.get_model(name, weights=None, num_classes=10).train()
-    comp = copy.deepcopy(plain)
-    x, y = torch.randn(batch, 3, size, size), torch.randint(0, 10, (batch,))
-    cm = attach(comp, x[:1], CompactorConfig(scope="all", diagonal_residual=True))
-    opts = {"plain": torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9),
-            "default": torch.optim.SGD(cm.param_groups(lr=1e-3), lr=1e-3)}
-    cm.register_step_hook(opts["default"])
+    plain, comp, cm, x, y, opt_p, opt_c = _pair(name, batch, size, CompactorConfig(scope="all", diagonal_residual=True))
+    plain.train(), comp.train()
+    opts = {"plain": opt_p, "default": opt_c}
     times: dict = {k: {"forward": [], "backward": [], "penalty, resetting and SGD": []} for k in opts}
 
     def one(key: str, model: nn.Module) -> None:
