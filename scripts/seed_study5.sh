@@ -21,7 +21,8 @@
 # contribution schedule, late timing, 2 epochs + 1 after surgery), run in the unseen-class cells.
 # A longer budget at 10% of the FLOPs (rows ending in -e9: 9 epochs for every method; the unseen-classes recipe
 # 8 + its fine-tuning epoch): the default, the protocol's recipe and Taylor pruning + KD, judged against
-# Taylor at the same budget. STUDY_DATA="fmnist" runs one protocol.
+# Taylor at the same budget; -e9-nofeat: the recipe without CDD's block loss (--feature-weight 0). With
+# TEACHER_EPOCHS=30 (a teacher trained to convergence) into its own runs root. STUDY_DATA="fmnist" runs one protocol.
 # Runs that hold a report.json are kept, so an interrupted study resumes; ROWS="cdd-taylor taylor" runs those
 # rows only.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/seeds5 docs/benchmarks/seeds5-fmnist
@@ -81,6 +82,9 @@ for data in ${STUDY_DATA:-fmnist-open fmnist}; do
       epochs=$([ "$data" = fmnist ] && echo 9 || echo 8)
       want "cdd-$recipe-e9" && run "$C/cdd-$recipe-e9-seed$seed" compress --config "recipes/cdd-$recipe.yaml" \
           --teacher "$T" "${common[@]}" --epochs "$epochs" --seed "$seed"
+      want "cdd-$recipe-e9-nofeat" && run "$C/cdd-$recipe-e9-nofeat-seed$seed" compress \
+          --config "recipes/cdd-$recipe.yaml" --teacher "$T" "${common[@]}" --epochs "$epochs" --feature-weight 0 \
+          --seed "$seed"
       want taylor-e9 && run "$C/taylor-e9-seed$seed" prune --model "$T" "${common[@]}" --method taylor \
           --finetune-epochs 9 --lr 0.1 --seed "$seed"
     fi

@@ -12,7 +12,10 @@
 # as Torch-Pruning's local pruning the baselines use) with the retrieval and taylor schedules, and per-channel
 # scales in place of the dense internal compactors (a cheaper training step), then the taylor schedule at the
 # target from its first update (after 0.1 or 0.3 epochs: a ranking measured on the teacher's own weights, the
-# rest of training at the final widths, as Taylor pruning spends it).
+# rest of training at the final widths, as Taylor pruning spends it). A longer budget at 10% of the FLOPs (rows
+# ending in -e9: 9 epochs; the unseen-classes recipe 8 + its fine-tuning epoch): each protocol's recipe, the same
+# without CDD's block loss (-nofeat: --feature-weight 0) and Taylor pruning; run with TEACHER_EPOCHS=30 (a teacher
+# trained to convergence) into their own runs root.
 # Aggregate: python -m capdist.benchmarks.seed_table runs/bench/val docs/benchmarks/val-sweep
 set -euo pipefail
 R=${R:-runs/bench/val}
@@ -56,6 +59,17 @@ for data in fmnist-open-val fmnist-val; do
         --epochs 3 $AT01 $DENSE --schedule taylor --seed "$seed"
     want cdd-taylor-at03 && run "$C/cdd-taylor-at03-seed$seed" compress --teacher "$T" "${common[@]}" \
         --epochs 3 $AT03 $DENSE --schedule taylor --seed "$seed"
+    if [ "$target" = 10 ]; then
+      recipe=$([ "$data" = fmnist-val ] && echo closed-set || echo unseen-classes)
+      epochs=$([ "$data" = fmnist-val ] && echo 9 || echo 8)
+      want "cdd-$recipe-e9" && run "$C/cdd-$recipe-e9-seed$seed" compress --config "recipes/cdd-$recipe.yaml" \
+          --teacher "$T" "${common[@]}" --epochs "$epochs" --seed "$seed"
+      want "cdd-$recipe-e9-nofeat" && run "$C/cdd-$recipe-e9-nofeat-seed$seed" compress \
+          --config "recipes/cdd-$recipe.yaml" --teacher "$T" "${common[@]}" --epochs "$epochs" --feature-weight 0 \
+          --seed "$seed"
+      want taylor-e9 && run "$C/taylor-e9-seed$seed" prune --model "$T" "${common[@]}" --method taylor \
+          --finetune-epochs 9 --lr 0.1 --seed "$seed"
+    fi
     want taylor && run "$C/taylor-seed$seed" prune --model "$T" "${common[@]}" --method taylor --finetune-epochs 3 \
         --lr 0.1 --seed "$seed"
   done
