@@ -25,6 +25,7 @@ from ..measure.report import pyplot, save_figure
 BASELINES = ("magnitude", "taylor")
 SEEDED = re.compile(r"^(?P<method>.+)-seed(?P<seed>\d+)$")
 CELL = re.compile(r"^(?P<protocol>.+)-(?P<target>\d+)$")
+BUDGET = re.compile(r"e\d+")  # a row's epoch budget, as in ``taylor-e9``
 
 
 def _stats(values: list[float]) -> dict:
@@ -92,13 +93,16 @@ def is_baseline(method: str) -> bool:
 def baselines_for(entry: dict, method: str) -> list[str]:
     """The baselines ``method`` is judged against: those run with the same variant suffix (the
     longest one, e.g. ``cdd-norm-gallery-teacher-nce`` against ``magnitude-gallery-teacher-nce``),
-    else the plain ones."""
+    else those at the same training budget (``cdd-x-e9-nofeat`` against ``taylor-e9``), else the plain ones."""
     parts = method.split("-")
     for k in range(1, len(parts)):
         suffix = "-".join(parts[k:])
         matched = [f"{b}-{suffix}" for b in BASELINES if f"{b}-{suffix}" in entry["methods"]]
         if matched:
             return matched
+    budget = [p for p in parts[1:] if BUDGET.fullmatch(p)]
+    if budget:
+        return [f"{b}-{budget[-1]}" for b in BASELINES if f"{b}-{budget[-1]}" in entry["methods"]]
     return [b for b in BASELINES if b in entry["methods"]]
 
 

@@ -43,6 +43,11 @@ def test_means_spreads_and_verdicts_against_the_matching_baselines(tmp_path):
                                           "not significant")
     assert verdict(entry, "cdd-norm-stage-loss").endswith("not significant")
     assert baselines_for(entry, "cdd-norm-nce") == ["magnitude-nce"]
+    # a row at another budget is judged against the baselines at that budget only, whatever follows it
+    longer = {"methods": {"taylor": {}, "magnitude": {}, "taylor-e9": {}}}
+    assert baselines_for(longer, "cdd-closed-set-e9-nofeat") == ["taylor-e9"]
+    assert baselines_for(longer, "cdd-closed-set-e9") == ["taylor-e9"]
+    assert baselines_for(longer, "cdd-default-e12") == []
     # 49 +- 0 against 50 +- 0: no variance, so any difference is certain (scipy's t is infinite)
     assert verdict(entry, "cdd-norm-nce") == "-1.00 vs magnitude-nce (Welch p=0, paired p=0): worse"
     # a gallery-teacher method is judged on asymmetric mAP: 33, 34, 35 against 30, 30, 30
