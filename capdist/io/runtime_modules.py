@@ -1,10 +1,12 @@
 """Deployment runtimes behind one construction each, and an exported file run by its runtime behind
 an ``nn.Module`` interface, so the same retrieval evaluation measures the file that ships: ONNX Runtime
 (an ``.onnx`` file) and OpenVINO (an ``.onnx`` or ``.xml`` IR file), both on the CPU. The latency
-timers of :mod:`capdist.measure.runtimes` build their sessions here too."""
+timers of :mod:`capdist.measure.runtimes` build their sessions here too, ONNX Runtime's CUDA and
+TensorRT providers among them."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,11 +40,12 @@ def openvino_module():
     return openvino
 
 
-def onnx_session(model: bytes | str | Path, threads: int | None = None, spinning: bool = True):
-    """An ONNX Runtime session on the CPU provider (all graph optimisations, ``threads`` intra-op
-    threads, one inter-op thread) for ONNX bytes or a file; without ``spinning`` its threads sleep
-    between runs instead of spin-waiting (several sessions timed in turn then do not steal each
-    other's cores)."""
+def onnx_session(model: bytes | str | Path, threads: int | None = None, spinning: bool = True,
+                 providers: list | None = None):
+    """An ONNX Runtime session (all graph optimisations, ``threads`` intra-op threads, one inter-op
+    thread) for ONNX bytes or a file, on the CPU provider unless ``providers`` says otherwise; without
+    ``spinning`` its threads sleep between runs instead of spin-waiting (several sessions timed in turn
+    then do not steal each other's cores)."""
     ort = onnxruntime_module()
     options = ort.SessionOptions()
     options.log_severity_level = 3
@@ -52,7 +55,37 @@ def onnx_session(model: bytes | str | Path, threads: int | None = None, spinning
     if threads:
         options.intra_op_num_threads = threads
     return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                providers=["CPUExecutionProvider"])
+                                providers=providers or ["CPUExecutionProvider"])
+
+
+GPU_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
+def require_gpu_provider(provider: str) -> str:
+    """The ONNX Runtime execution provider named by ``provider`` (``cuda`` or ``tensorrt``), or one
+    error naming the package that brings it."""
+    wanted = GPU_PROVIDERS[provider]
+    if wanted not in onnxruntime_module().get_available_providers():
+        extra = " and TensorRT's libraries" if provider == "tensorrt" else ""
+        raise RuntimeNotInstalled(f"this onnxruntime has no {wanted}: install onnxruntime-gpu{extra} "
+                                  "(in place of onnxruntime) on a machine with CUDA")
+    return wanted
+
+
+def onnx_gpu_session(model: bytes | str | Path, provider: str, device_id: int = 0):
+    """An ONNX Runtime session on CUDA GPU ``device_id`` through ``provider`` (``cuda``, or ``tensorrt``
+    with CUDA for the nodes TensorRT does not take), or one error saying what is missing: ONNX Runtime
+    falls back to the CPU without failing, so the session's own provider list is checked too."""
+    wanted = require_gpu_provider(provider)
+    chain = [wanted] + (["CUDAExecutionProvider"] if provider == "tensorrt" else [])
+    with warnings.catch_warnings():  # a fallback's warning: the error below says it in one line
+        warnings.simplefilter("ignore")
+        session = onnx_session(model, providers=[(name, {"device_id": device_id}) for name in chain])
+    if session.get_providers()[0] != wanted:
+        raise CapdistError(f"ONNX Runtime could not start {wanted} here (it fell back to "
+                           f"{session.get_providers()[0]}); check the CUDA{' and TensorRT' * (provider == 'tensorrt')} "
+                           "libraries onnxruntime-gpu needs")
+    return session
 
 
 def openvino_compiled(model: bytes | str | Path, precision: str = "f32", threads: int | None = None):

@@ -1,4 +1,5 @@
-"""Timing back-ends for the runtimes models are deployed in: ONNX Runtime and OpenVINO (CPU).
+"""Timing back-ends for the runtimes models are deployed in: ONNX Runtime and OpenVINO on the CPU,
+ONNX Runtime's CUDA and TensorRT providers on a CUDA GPU.
 
 Each prepares a module once (exported to ONNX in memory, then an inference session or a compiled
 OpenVINO model with the requested threads, built by :mod:`capdist.io.runtime_modules`) and times
@@ -24,7 +25,15 @@ import torch
 from torch import nn
 
 from ..errors import CapdistError
-from ..io.runtime_modules import onnx_session, onnxruntime_module, openvino_compiled, openvino_module
+from ..io.runtime_modules import (
+    GPU_PROVIDERS,
+    onnx_gpu_session,
+    onnx_session,
+    onnxruntime_module,
+    openvino_compiled,
+    openvino_module,
+    require_gpu_provider,
+)
 from .call_timing import CallTiming
 
 
@@ -68,6 +77,49 @@ class OnnxRuntimeTimer:
         session = onnx_session(onnx_bytes(module, x), self.threads, spinning=False)
         feed = {session.get_inputs()[0].name: x.numpy()}
         return CallTiming(lambda: session.run(None, feed))
+
+
+class OnnxRuntimeGpuTimer:
+    """ONNX Runtime on a CUDA GPU through its CUDA or TensorRT execution provider (TensorRT builds its
+    engine at the first run, which the timing's warm-up absorbs). The input is bound on the GPU and the
+    output left there (I/O binding), so what is timed is the inference, not the copies to and from the
+    host, as for a forward of a model on CUDA in eager.
+
+    Args:
+        provider: ``cuda`` or ``tensorrt``.
+        threads: recorded as the host's threads in :meth:`describe` (the GPU runs the model).
+    """
+
+    def __init__(self, provider: str = "cuda", threads: int | None = None) -> None:
+        if provider not in GPU_PROVIDERS:
+            raise CapdistError(f"unknown ONNX Runtime GPU provider {provider!r}; choose cuda or tensorrt")
+        require_gpu_provider(provider)
+        self.provider = provider
+        self.name = f"onnxruntime-{provider}"
+        self._version = onnxruntime_module().__version__
+        self.threads = threads or torch.get_num_threads()
+
+    def describe(self, x: torch.Tensor) -> dict[str, Any]:
+        label = {"cuda": "CUDA", "tensorrt": "TensorRT"}[self.provider]
+        return {"runtime": f"onnxruntime {self._version} ({label})", "threads": self.threads,
+                "batch": int(x.shape[0]), "precision": "float32"}
+
+    def prepare(self, module: nn.Module, x: torch.Tensor) -> CallTiming:
+        if x.device.type != "cuda":
+            raise CapdistError(f"the {self.name} back-end times on a CUDA GPU; run with --device cuda")
+        device_id = x.device.index if x.device.index is not None else torch.cuda.current_device()
+        session = onnx_gpu_session(onnx_bytes(module, x), self.provider, device_id)
+        ort = onnxruntime_module()
+        binding = session.io_binding()
+        value = ort.OrtValue.ortvalue_from_numpy(x.detach().cpu().numpy(), "cuda", device_id)
+        binding.bind_ortvalue_input(session.get_inputs()[0].name, value)
+        binding.bind_output(session.get_outputs()[0].name, "cuda", device_id)
+
+        def run() -> None:
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        return CallTiming(run)
 
 
 class OpenVinoTimer:

@@ -121,7 +121,19 @@ def _openvino(threads: int | None = None) -> Timer:
     return OpenVinoTimer(threads=threads)
 
 
-TIMERS: dict[str, Callable[..., Timer]] = {"eager": EagerTimer, "onnxruntime": _onnxruntime, "openvino": _openvino}
+def _onnxruntime_gpu(provider: str) -> Callable[..., Timer]:
+    def build(threads: int | None = None) -> Timer:
+        from .runtimes import OnnxRuntimeGpuTimer
+
+        return OnnxRuntimeGpuTimer(provider, threads=threads)
+
+    return build
+
+
+TIMERS: dict[str, Callable[..., Timer]] = {"eager": EagerTimer, "onnxruntime": _onnxruntime, "openvino": _openvino,
+                                           "onnxruntime-cuda": _onnxruntime_gpu("cuda"),
+                                           "onnxruntime-tensorrt": _onnxruntime_gpu("tensorrt")}
+GPU_TIMERS = ("onnxruntime-cuda", "onnxruntime-tensorrt")  # time on a CUDA GPU; the other compiled ones on the CPU
 
 
 def get_timer(timer: Timer | str | None = None, threads: int | None = None) -> Timer:
@@ -141,14 +153,19 @@ def get_timer(timer: Timer | str | None = None, threads: int | None = None) -> T
 
 def check_timer(name: str, device: str | torch.device) -> Timer:
     """The back-end ``name`` built (so a missing runtime package fails here, before anything is
-    written), checked against ``device``: the compiled runtimes time on the CPU only.
+    written), checked against ``device``: ONNX Runtime's GPU providers time on a CUDA device, the other
+    compiled runtimes on the CPU.
 
     Raises:
         UnknownTimer: a name that is not in :data:`TIMERS`.
-        CapdistError: a runtime that is not installed, or a compiled runtime asked to time on a GPU.
+        CapdistError: a runtime that is not installed, or one asked to time on a device it does not run on.
     """
+    kind = torch.device(device).type
+    if name in GPU_TIMERS and (kind != "cuda" or not torch.cuda.is_available()):
+        raise CapdistError(f"the {name} latency back-end times on a CUDA GPU; add --device cuda on a machine "
+                           "with one, or use --latency-backend onnxruntime")
     timer = get_timer(name)
-    if name != "eager" and torch.device(device).type != "cpu":
+    if name != "eager" and name not in GPU_TIMERS and kind != "cpu":
         raise CapdistError(f"the {name} latency back-end times on the CPU; add --device cpu or use "
                            "--latency-backend eager")
     return timer

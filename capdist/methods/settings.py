@@ -106,7 +106,9 @@ class ReportConfig:
     """How the result is measured."""
 
     latency_backend: str = setting("eager", "Runtime every latency figure is measured in (the report's side-by-side "
-                                   "timings, the latency table and budget).", choices=timer_names)
+                                   "timings, the latency table and budget): eager, onnxruntime and openvino on the "
+                                   "CPU; onnxruntime-cuda and onnxruntime-tensorrt on a CUDA GPU (onnxruntime-gpu).",
+                                   choices=timer_names)
     latency_repeats: int = setting(10, "Timed passes behind each latency figure in the report.", low=1)
     latency_input_size: tuple[int, int, int] | None = setting(
         None, "Image size at which the report times every model side by side with the teacher (default: the "

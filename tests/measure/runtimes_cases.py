@@ -12,10 +12,10 @@ from torch import nn
 
 from capdist.cli.main import main
 from capdist.errors import CapdistError
-from capdist.io.runtime_modules import RuntimeNotInstalled, onnx_session
+from capdist.io.runtime_modules import RuntimeNotInstalled, onnx_gpu_session, onnx_session
 from capdist.measure import TIMERS, get_timer, measure_latency, time_side_by_side
 from capdist.measure.runtimes import OnnxRuntimeTimer, OpenVinoTimer, onnx_bytes
-from capdist.measure.timer import check_timer
+from capdist.measure.timer import GPU_TIMERS, check_timer
 from capdist.testing import TinyResNet
 
 SIZE = (3, 16, 16)
@@ -93,4 +93,37 @@ def test_compress_and_prune_refuse_a_missing_runtime_before_writing(tmp_path, ca
         main()
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert exit_info.value.code == 2 and len(lines) == 1 and "capdist[openvino]" in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not importlib.util.find_spec("onnxruntime"), reason="needs onnxruntime")
+def test_the_gpu_providers_refuse_a_cpu_a_missing_provider_and_a_silent_fallback(monkeypatch):
+    """ONNX Runtime's CUDA and TensorRT providers are back-ends of their own; where they cannot run, each
+    says why in one line, including when ONNX Runtime would quietly run the session on the CPU instead."""
+    import onnxruntime
+
+    assert set(GPU_TIMERS) <= set(TIMERS)
+    for name in GPU_TIMERS:
+        with pytest.raises(CapdistError, match="times on a CUDA GPU"):
+            check_timer(name, "cpu")
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(RuntimeNotInstalled, match="no TensorrtExecutionProvider: install onnxruntime-gpu and Tens"):
+        get_timer("onnxruntime-tensorrt")
+    # a build that lists the provider but cannot start it falls back to the CPU: that is refused too
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    model = onnx_bytes(nn.Conv2d(3, 4, 3).eval(), torch.randn(1, *SIZE))
+    with pytest.raises(CapdistError, match="could not start CUDAExecutionProvider here"):
+        onnx_gpu_session(model, "cuda")
+
+
+def test_compress_refuses_a_gpu_runtime_on_the_cpu_before_writing(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    monkeypatch.setattr(sys, "argv", ["capdist", "compress", "--teacher", "tiny_resnet", "--data", "digits",
+                                      "--epochs", "1", "--device", "cpu", "--latency-backend",
+                                      "onnxruntime-tensorrt", "--out", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert exit_info.value.code == 2 and len(lines) == 1 and "times on a CUDA GPU" in lines[0]
     assert not out.exists()
