@@ -6,6 +6,8 @@ TensorRT providers among them."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -77,10 +79,13 @@ def onnx_gpu_session(model: bytes | str | Path, provider: str, device_id: int = 
     with CUDA for the nodes TensorRT does not take), or one error saying what is missing: ONNX Runtime
     falls back to the CPU without failing, so the session's own provider list is checked too."""
     wanted = require_gpu_provider(provider)
-    chain = [wanted] + (["CUDAExecutionProvider"] if provider == "tensorrt" else [])
-    with warnings.catch_warnings():  # a fallback's warning: the error below says it in one line
+    cuda = ("CUDAExecutionProvider", {"device_id": device_id, "use_tf32": 0})  # float32 as reported
+    chain = [(wanted, {"device_id": device_id}), cuda] if provider == "tensorrt" else [cuda]
+    onnxruntime_module().set_default_logger_severity(3)
+    # a fallback's warnings and banner: the error below says it in one line
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        session = onnx_session(model, providers=[(name, {"device_id": device_id}) for name in chain])
+        session = onnx_session(model, spinning=False, providers=chain)
     if session.get_providers()[0] != wanted:
         raise CapdistError(f"ONNX Runtime could not start {wanted} here (it fell back to "
                            f"{session.get_providers()[0]}); check the CUDA{' and TensorRT' * (provider == 'tensorrt')} "

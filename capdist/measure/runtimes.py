@@ -83,7 +83,8 @@ class OnnxRuntimeGpuTimer:
     """ONNX Runtime on a CUDA GPU through its CUDA or TensorRT execution provider (TensorRT builds its
     engine at the first run, which the timing's warm-up absorbs). The input is bound on the GPU and the
     output left there (I/O binding), so what is timed is the inference, not the copies to and from the
-    host, as for a forward of a model on CUDA in eager.
+    host, as for a forward of a model on CUDA in eager. TensorRT builds an engine for every model it is
+    given, so a per-layer latency table measured in it takes minutes per network.
 
     Args:
         provider: ``cuda`` or ``tensorrt``.
@@ -101,8 +102,15 @@ class OnnxRuntimeGpuTimer:
 
     def describe(self, x: torch.Tensor) -> dict[str, Any]:
         label = {"cuda": "CUDA", "tensorrt": "TensorRT"}[self.provider]
+        # TensorRT runs float32 convolutions in TF32 on GPUs that have it unless NVIDIA_TF32_OVERRIDE=0
+        precision = "float32" if self.provider == "cuda" else "float32 (TF32 where the GPU has it)"
         return {"runtime": f"onnxruntime {self._version} ({label})", "threads": self.threads,
-                "batch": int(x.shape[0]), "precision": "float32"}
+                "batch": int(x.shape[0]), "precision": precision}
+
+    def check(self, device: torch.device) -> None:
+        """Start a session on ``device`` for a one-layer model, so a provider that cannot run there (CUDA
+        or TensorRT libraries missing: ONNX Runtime would fall back to the CPU) fails before any work."""
+        self.prepare(nn.Conv2d(3, 4, 1).eval().to(device), torch.zeros(1, 3, 8, 8, device=device))
 
     def prepare(self, module: nn.Module, x: torch.Tensor) -> CallTiming:
         if x.device.type != "cuda":

@@ -165,6 +165,8 @@ def check_timer(name: str, device: str | torch.device) -> Timer:
         raise CapdistError(f"the {name} latency back-end times on a CUDA GPU; add --device cuda on a machine "
                            "with one, or use --latency-backend onnxruntime")
     timer = get_timer(name)
+    if name in GPU_TIMERS:
+        timer.check(torch.device(device))
     if name != "eager" and name not in GPU_TIMERS and kind != "cpu":
         raise CapdistError(f"the {name} latency back-end times on the CPU; add --device cpu or use "
                            "--latency-backend eager")

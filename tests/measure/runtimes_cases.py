@@ -4,6 +4,7 @@ runtime is one error raised before anything is written."""
 
 import importlib.util
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from torch import nn
 
 from capdist.cli.main import main
 from capdist.errors import CapdistError
+from capdist.io import runtime_modules
 from capdist.io.runtime_modules import RuntimeNotInstalled, onnx_gpu_session, onnx_session
 from capdist.measure import TIMERS, get_timer, measure_latency, time_side_by_side
 from capdist.measure.runtimes import OnnxRuntimeTimer, OpenVinoTimer, onnx_bytes
@@ -110,8 +112,11 @@ def test_the_gpu_providers_refuse_a_cpu_a_missing_provider_and_a_silent_fallback
     with pytest.raises(RuntimeNotInstalled, match="no TensorrtExecutionProvider: install onnxruntime-gpu and Tens"):
         get_timer("onnxruntime-tensorrt")
     # a build that lists the provider but cannot start it falls back to the CPU: that is refused too
+    # (the session is replaced by one that fell back, so the case holds on a machine where CUDA works)
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(runtime_modules, "onnx_session",
+                        lambda *_, **__: SimpleNamespace(get_providers=lambda: ["CPUExecutionProvider"]))
     model = onnx_bytes(nn.Conv2d(3, 4, 3).eval(), torch.randn(1, *SIZE))
     with pytest.raises(CapdistError, match="could not start CUDAExecutionProvider here"):
         onnx_gpu_session(model, "cuda")
